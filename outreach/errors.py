@@ -1,0 +1,130 @@
+"""One exception tree for the whole product.
+
+The branches map to behaviour, not to modules: a caller decides what to do from the
+class alone (retry later, give up on this recipient, stop and tell the operator).
+Every exception pickles with its context, because Celery ships them between processes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class OutreachError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    def __init__(self, message: str, **context: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context = context
+
+    def __reduce__(self):  # keep context across pickling (Celery results, multiprocessing)
+        return (_rebuild, (type(self), self.message, self.context))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _rebuild(cls: type[OutreachError], message: str, context: dict) -> OutreachError:
+    return cls(message, **context)
+
+
+# --- configuration: stop, say what to set -----------------------------------------------
+
+class ConfigurationError(OutreachError):
+    """A setting is missing or wrong; the message names the key or variable to set."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a file a person wrote, located precisely enough to fix it."""
+
+    file: str
+    line: int | None
+    field: str | None
+    message: str
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        field = f" [{self.field}]" if self.field else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{where}:{field} {self.message}{hint}"
+
+
+class ValidationFailed(ConfigurationError):
+    """A campaign, template or settings file has one or more problems; all are listed."""
+
+    def __init__(self, problems: list[Problem] | tuple[Problem, ...], **context: object) -> None:
+        problems = tuple(problems)
+        summary = "\n".join(str(p) for p in problems)
+        super().__init__(summary, problems=problems, **context)
+        self.problems = problems
+
+    def __reduce__(self):
+        return (ValidationFailed, (self.problems,))
+
+
+class TemplateRenderError(OutreachError):
+    """A template failed while rendering for one recipient (e.g. a missing variable)."""
+
+
+# --- delivery outcomes: what the sender should do next ------------------------------------
+
+class DeliveryError(OutreachError):
+    """Sending one message failed."""
+
+
+class TransientError(DeliveryError):
+    """Try again later (connection dropped, 4xx reply, provider 5xx)."""
+
+
+class RateLimited(TransientError):
+    """The provider or our own limiter says wait; `retry_after` is seconds from now."""
+
+    def __init__(self, message: str, retry_after: float, **context: object) -> None:
+        super().__init__(message, retry_after=retry_after, **context)
+        self.retry_after = retry_after
+
+    def __reduce__(self):
+        ctx = dict(self.context)
+        retry_after = ctx.pop("retry_after")
+        return (_rebuild_rate_limited, (type(self), self.message, retry_after, ctx))
+
+
+def _rebuild_rate_limited(cls, message, retry_after, ctx):
+    return cls(message, retry_after, **ctx)
+
+
+class PermanentError(DeliveryError):
+    """Do not retry: the message or recipient is rejected for good."""
+
+
+class RecipientRejected(PermanentError):
+    """The recipient address is refused; `hard_bounce` means suppress it."""
+
+    def __init__(self, message: str, hard_bounce: bool = False, **context: object) -> None:
+        super().__init__(message, hard_bounce=hard_bounce, **context)
+        self.hard_bounce = hard_bounce
+
+    def __reduce__(self):
+        ctx = dict(self.context)
+        hard = ctx.pop("hard_bounce")
+        return (_rebuild_rejected, (type(self), self.message, hard, ctx))
+
+
+def _rebuild_rejected(cls, message, hard, ctx):
+    return cls(message, hard, **ctx)
+
+
+class DuplicateContent(PermanentError):
+    """The provider refuses the content as a duplicate (X 403)."""
+
+
+class ChannelConfigurationError(ConfigurationError, DeliveryError):
+    """A channel cannot send at all until a setting is fixed (bad credentials, no host)."""
+
+
+# --- data --------------------------------------------------------------------------------
+
+class DataError(OutreachError):
+    """Input data (a subscriber file, a CLI argument) is malformed."""
