@@ -1,0 +1,374 @@
+"""The delivery ledger: runs, deliveries and their events, as plain functions over the store.
+
+The dispatcher, the Celery tasks and the operator tools all change delivery state only through
+these functions. Each transition is one conditional UPDATE (`... WHERE state IN (...)`), so
+two processes racing on the same rows cannot both win: the database decides, not a lock held
+in Redis. Every transition that matters to an operator also writes a `delivery_events` row.
+
+Life of a delivery:
+    pending ──mark_queued──▶ queued ──claim──▶ sending ──record_sent──▶ sent
+       ▲                        │                 ├──record_retry──▶ retry (due again later)
+       │                        │                 ├──record_failed─▶ failed
+       │      lease expired: queued again         └──lease expired─▶ unknown (see claim)
+       └──────────── retry ◀────┘
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from .db import dialect_insert, immediate
+from .schema import DELIVERY_STATES, RUN_STATUSES, deliveries, delivery_events, runs, utcnow
+
+Bind = Engine | sa.Connection
+DueAt = datetime | Callable[[str | None], datetime]
+
+ACTIVE_STATES = ("pending", "queued", "sending", "retry")   # a run with any of these is not done
+CLAIMABLE_STATES = ("pending", "retry", "queued")
+_d, _e, _r = deliveries, delivery_events, runs
+
+
+def _tx(bind: Bind, fn: Callable[[sa.Connection], Any]) -> Any:
+    """Run `fn` in the caller's transaction, or in a new one committed on return."""
+    if isinstance(bind, sa.Connection):
+        return fn(bind)
+    # IMMEDIATE on SQLite: most ledger steps read then write, and a deferred transaction
+    # whose snapshot went stale fails at once with "database is locked" instead of waiting.
+    with bind.connect() as conn, immediate(conn).begin():
+        return fn(conn)
+
+
+def _ids(ids: Iterable[int]) -> list[int]:
+    return sorted(set(int(i) for i in ids))
+
+
+def _events(conn: sa.Connection, rows: Iterable[tuple[int, int]], kind: str, detail: str | None,
+            at: datetime) -> None:
+    values = [{"delivery_id": d, "run_id": r, "kind": kind, "detail": detail, "at": at} for d, r in rows]
+    if values:
+        conn.execute(sa.insert(_e), values)
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+def create_run(bind: Bind, campaign: str, step: str, occurrence: datetime,
+               status: str = "planning") -> int | None:
+    """Create the run of one occurrence of a step; return its id, or None when it already
+    exists. INSERT ... ON CONFLICT DO NOTHING on UNIQUE(campaign, step, occurrence) makes this
+    the one place that decides which of several racing beats (or a restarted one) plans it."""
+    if status not in RUN_STATUSES:
+        raise ValueError(f"unknown run status {status!r}")
+    now = utcnow()
+    stmt = (dialect_insert(bind, _r)
+            .values(campaign=campaign, step=step, occurrence=occurrence, status=status,
+                    created_at=now, planned_count=0)
+            .on_conflict_do_nothing(index_elements=["campaign", "step", "occurrence"])
+            .returning(_r.c.id))
+    return _tx(bind, lambda conn: conn.execute(stmt).scalar())
+
+
+def get_run(bind: Bind, run_id: int) -> sa.Row | None:
+    return _tx(bind, lambda conn: conn.execute(sa.select(_r).where(_r.c.id == run_id)).first())
+
+
+def find_run(bind: Bind, campaign: str, step: str, occurrence: datetime) -> sa.Row | None:
+    stmt = sa.select(_r).where(_r.c.campaign == campaign, _r.c.step == step, _r.c.occurrence == occurrence)
+    return _tx(bind, lambda conn: conn.execute(stmt).first())
+
+
+def set_run_status(bind: Bind, run_id: int, status: str, note: str | None = None,
+                   only_from: Sequence[str] | None = None) -> bool:
+    """Move a run to `status` (optionally only from the given statuses); True when it moved."""
+    if status not in RUN_STATUSES:
+        raise ValueError(f"unknown run status {status!r}")
+    now = utcnow()
+    values: dict[str, Any] = {"status": status}
+    if note is not None:
+        values["note"] = note
+    if status == "planned":
+        values["planned_at"] = now
+    if status in ("done", "skipped", "cancelled"):
+        values["finished_at"] = now
+    stmt = sa.update(_r).where(_r.c.id == run_id).values(**values)
+    if only_from is not None:
+        stmt = stmt.where(_r.c.status.in_(list(only_from)))
+    return _tx(bind, lambda conn: conn.execute(stmt).rowcount == 1)
+
+
+def mark_run_planned(bind: Bind, run_id: int, planned_count: int | None = None) -> bool:
+    """planning → planned, recording how many deliveries the run has (counted when not given)."""
+    def go(conn: sa.Connection) -> bool:
+        count = planned_count
+        if count is None:
+            count = conn.execute(sa.select(sa.func.count()).where(_d.c.run_id == run_id)).scalar_one()
+        return conn.execute(sa.update(_r).where(_r.c.id == run_id, _r.c.status == "planning")
+                            .values(status="planned", planned_at=utcnow(), planned_count=count)).rowcount == 1
+    return _tx(bind, go)
+
+
+def finish_run_if_done(bind: Bind, run_id: int) -> bool:
+    """planned → done once no delivery is still active (sent, failed, skipped and unknown are
+    all final). One conditional UPDATE, so it is safe to call from every worker after a batch."""
+    active = sa.exists().where(_d.c.run_id == run_id, _d.c.state.in_(ACTIVE_STATES))
+    stmt = (sa.update(_r).where(_r.c.id == run_id, _r.c.status == "planned", ~active)
+            .values(status="done", finished_at=utcnow()))
+    return _tx(bind, lambda conn: conn.execute(stmt).rowcount == 1)
+
+
+def cancel_run(bind: Bind, run_id: int, reason: str = "run cancelled") -> int:
+    """Cancel a run: its deliveries not yet being sent become `skipped`; return how many. A
+    delivery already `sending` is left to finish (it may be on the wire)."""
+    def go(conn: sa.Connection) -> int:
+        now = utcnow()
+        moved = conn.execute(
+            sa.update(_d).where(_d.c.run_id == run_id, _d.c.state.in_(CLAIMABLE_STATES))
+            .values(state="skipped", last_error=reason, leased_until=None, updated_at=now)
+            .returning(_d.c.id, _d.c.run_id)).all()
+        _events(conn, moved, "skipped", reason, now)
+        conn.execute(sa.update(_r).where(_r.c.id == run_id).values(status="cancelled", finished_at=now,
+                                                                     note=reason))
+        return len(moved)
+    return _tx(bind, go)
+
+
+def run_progress(bind: Bind, run_id: int) -> dict[str, int]:
+    """Deliveries of a run by state, every state present (0 when none). `unknown` counts the
+    ones whose outcome nobody knows: shown to operators, never silently dropped."""
+    stmt = sa.select(_d.c.state, sa.func.count()).where(_d.c.run_id == run_id).group_by(_d.c.state)
+    counts = dict.fromkeys(DELIVERY_STATES, 0)
+    counts.update({state: n for state, n in _tx(bind, lambda conn: conn.execute(stmt).all())})
+    return counts
+
+
+# --- planning ------------------------------------------------------------------------------
+
+def plan_deliveries(bind: Bind, run_id: int, channel: str, account: str | None,
+                    audience: sa.Select, due_at: DueAt) -> int:
+    """Insert one pending delivery per audience member; return how many were new.
+
+    `audience` selects subscriber columns named `id`, `email` and `timezone` (see
+    `outreach.audience.audience_select`). The rows never pass through Python: one
+    INSERT ... SELECT copies them inside the database, so planning a million recipients uses
+    flat memory. ON CONFLICT DO NOTHING on (run, recipient, channel) makes re-planning after a
+    crash idempotent.
+
+    `due_at` is a datetime, or a function of a recipient's time zone name (None when unknown)
+    for per-recipient local time. The function is called once per distinct time zone of the
+    audience, and the results are folded into a CASE so the audience is still read once.
+    """
+    aud = audience.subquery("audience")
+    now = utcnow()
+
+    def go(conn: sa.Connection) -> int:
+        if callable(due_at):
+            zones = conn.execute(sa.select(aud.c.timezone).distinct()).scalars().all()
+            fallback = due_at(None)
+            whens = {z: sa.literal(due_at(z), _d.c.due_at.type) for z in zones if z is not None}
+            due = (sa.case(whens, value=aud.c.timezone, else_=sa.literal(fallback, _d.c.due_at.type))
+                   if whens else sa.literal(fallback, _d.c.due_at.type))
+        else:
+            due = sa.literal(due_at, _d.c.due_at.type)
+        select = sa.select(
+            sa.literal(run_id, _d.c.run_id.type), aud.c.id, aud.c.email,
+            sa.literal(channel, _d.c.channel.type), sa.literal(account, _d.c.account.type),
+            sa.literal("pending", _d.c.state.type), sa.literal(0, _d.c.attempts.type), due,
+            sa.literal(now, _d.c.created_at.type), sa.literal(now, _d.c.updated_at.type),
+        ).select_from(aud).where(sa.true())  # WHERE: SQLite would read ON CONFLICT as a join's ON
+        stmt = (dialect_insert(conn, _d)
+                .from_select(["run_id", "subscriber_id", "recipient", "channel", "account", "state",
+                              "attempts", "due_at", "created_at", "updated_at"], select)
+                .on_conflict_do_nothing(index_elements=["run_id", "recipient", "channel"]))
+        # rows inserted (conflicts excluded); INSERT rowcount must be asked for in SQLAlchemy 2.1
+        return conn.execute(stmt, execution_options={"preserve_rowcount": True}).rowcount
+    return _tx(bind, go)
+
+
+def add_delivery(bind: Bind, run_id: int, recipient: str, channel: str, account: str | None,
+                 due_at: datetime, subscriber_id: int | None = None) -> int | None:
+    """One delivery with no audience behind it (the tweet of an X step, recipient = the
+    handle); return its id, or None when the run already has it."""
+    now = utcnow()
+    stmt = (dialect_insert(bind, _d)
+            .values(run_id=run_id, subscriber_id=subscriber_id, recipient=recipient, channel=channel,
+                    account=account, state="pending", attempts=0, due_at=due_at, created_at=now,
+                    updated_at=now)
+            .on_conflict_do_nothing(index_elements=["run_id", "recipient", "channel"])
+            .returning(_d.c.id))
+    return _tx(bind, lambda conn: conn.execute(stmt).scalar())
+
+
+def get_delivery(bind: Bind, delivery_id: int) -> sa.Row | None:
+    return _tx(bind, lambda conn: conn.execute(sa.select(_d).where(_d.c.id == delivery_id)).first())
+
+
+# --- dispatching ---------------------------------------------------------------------------
+
+def due_deliveries(bind: Bind, channel: str, now: datetime, limit: int) -> list[int]:
+    """Ids to hand to workers now, oldest due first: pending/retry rows that are due, and
+    queued/sending rows whose lease ran out (the task was lost with Redis, or the worker died).
+    `mark_queued` then sorts out which of those may be sent again."""
+    due = sa.and_(_d.c.state.in_(("pending", "retry")), _d.c.due_at <= now)
+    lost = sa.and_(_d.c.state.in_(("queued", "sending")), _d.c.leased_until < now)
+    stmt = (sa.select(_d.c.id).where(_d.c.channel == channel, sa.or_(due, lost))
+            .order_by(_d.c.due_at, _d.c.id).limit(limit))
+    return _tx(bind, lambda conn: list(conn.execute(stmt).scalars()))
+
+
+def mark_queued(bind: Bind, ids: Iterable[int], lease_until: datetime, *, now: datetime | None = None,
+                resend_unknown: bool = False) -> list[int]:
+    """Lease `ids` to the queue until `lease_until`; return the ids that should now be enqueued.
+
+    Only rows that are due (pending/retry) or whose queue lease expired move to `queued`. A row
+    found `sending` with an expired lease is settled here, as `claim` would: its outcome is
+    unknown, so it becomes `unknown` (or is queued again when `resend_unknown`)."""
+    now = now or utcnow()
+    id_list = _ids(ids)
+    if not id_list:
+        return []
+
+    def go(conn: sa.Connection) -> list[int]:
+        _settle_lost_sends(conn, id_list, now, resend_unknown)
+        may_send = sa.or_(
+            sa.and_(_d.c.state.in_(("pending", "retry")), _d.c.due_at <= now),
+            sa.and_(_d.c.state == "queued", _d.c.leased_until < now),
+        )
+        rows = conn.execute(
+            sa.update(_d).where(_d.c.id.in_(id_list), may_send)
+            .values(state="queued", leased_until=lease_until, updated_at=now)
+            .returning(_d.c.id, _d.c.run_id)).all()
+        _events(conn, rows, "queued", None, now)
+        return sorted(r[0] for r in rows)
+    return _tx(bind, go)
+
+
+def _settle_lost_sends(conn: sa.Connection, ids: list[int], now: datetime, resend_unknown: bool) -> None:
+    """`sending` rows with an expired lease: a worker took them and never reported back. The
+    message may or may not have left, so by default they become `unknown` (counted, visible,
+    never resent by itself, since a resend could be a duplicate). Channels whose provider
+    deduplicates (`resend_unknown=True`) get them back as `queued` instead."""
+    lost = sa.and_(_d.c.id.in_(ids), _d.c.state == "sending", _d.c.leased_until < now)
+    if resend_unknown:
+        rows = conn.execute(sa.update(_d).where(lost)
+                            .values(state="queued", leased_until=None, updated_at=now)
+                            .returning(_d.c.id, _d.c.run_id, _d.c.claimed_by)).all()
+        for did, rid, worker in rows:
+            _events(conn, [(did, rid)], "requeued", f"lease of {worker} expired while sending; resending", now)
+    else:
+        rows = conn.execute(sa.update(_d).where(lost)
+                            .values(state="unknown", leased_until=None, updated_at=now,
+                                    last_error="outcome unknown: the lease expired while sending")
+                            .returning(_d.c.id, _d.c.run_id, _d.c.claimed_by)).all()
+        for did, rid, worker in rows:
+            _events(conn, [(did, rid)], "unknown",
+                    f"lease of {worker} expired while sending; not resent to avoid a duplicate", now)
+
+
+def claim(bind: Bind, ids: Iterable[int], worker: str, lease_until: datetime, *,
+          now: datetime | None = None, resend_unknown: bool = False) -> list[sa.Row]:
+    """Take `ids` for sending; return the rows THIS call claimed (all columns, state
+    `sending`, attempts incremented). A row is claimable when it is pending, retry or queued
+    and due; another claim that got there first wins, so a Celery task run twice sends once.
+    Rows found `sending` with an expired lease are settled first (see `_settle_lost_sends`);
+    with `resend_unknown` they are then claimed again."""
+    now = now or utcnow()
+    id_list = _ids(ids)
+    if not id_list:
+        return []
+
+    def go(conn: sa.Connection) -> list[sa.Row]:
+        _settle_lost_sends(conn, id_list, now, resend_unknown)
+        stmt = (sa.update(_d)
+                .where(_d.c.id.in_(id_list), _d.c.state.in_(CLAIMABLE_STATES), _d.c.due_at <= now)
+                .values(state="sending", claimed_by=worker, leased_until=lease_until,
+                        attempts=_d.c.attempts + 1, updated_at=now)
+                .returning(*_d.c))
+        return sorted(conn.execute(stmt).all(), key=lambda r: r.id)
+    return _tx(bind, go)
+
+
+# --- outcomes ------------------------------------------------------------------------------
+
+def _outcome(bind: Bind, delivery_id: int, from_states: Sequence[str], values: dict[str, Any],
+             kind: str, detail: str | None) -> bool:
+    now = utcnow()
+
+    def go(conn: sa.Connection) -> bool:
+        row = conn.execute(
+            sa.update(_d).where(_d.c.id == delivery_id, _d.c.state.in_(list(from_states)))
+            .values(updated_at=now, **values).returning(_d.c.id, _d.c.run_id)).first()
+        if row is None:
+            return False
+        _events(conn, [tuple(row)], kind, detail, now)
+        return True
+    return _tx(bind, go)
+
+
+def record_sent(bind: Bind, delivery_id: int, provider_id: str | None) -> bool:
+    """The provider accepted the message. Also accepted from `unknown` (a slow worker
+    reporting after its lease ran out knows better than the ledger); False when already sent."""
+    states = [s for s in DELIVERY_STATES if s != "sent"]
+    return _outcome(bind, delivery_id, states,
+                    {"state": "sent", "provider_id": provider_id, "sent_at": utcnow(),
+                     "leased_until": None, "last_error": None}, "sent", provider_id)
+
+
+def record_retry(bind: Bind, delivery_id: int, error: str, next_due_at: datetime) -> bool:
+    """A transient failure: due again at `next_due_at` (backoff, or the provider's reset time);
+    the dispatcher queues it then, so no worker sleeps on it."""
+    return _outcome(bind, delivery_id, ("sending", "unknown", "queued"),
+                    {"state": "retry", "due_at": next_due_at, "leased_until": None, "last_error": error},
+                    "retried", error)
+
+
+def record_failed(bind: Bind, delivery_id: int, error: str, bounced: bool = False) -> bool:
+    """A permanent failure (or attempts exhausted). `bounced` records the event as a hard
+    bounce; suppressing the address is the caller's job (`suppressions.suppress`)."""
+    return _outcome(bind, delivery_id, ("pending", "queued", "sending", "retry", "unknown"),
+                    {"state": "failed", "leased_until": None, "last_error": error},
+                    "bounced" if bounced else "failed", error)
+
+
+def record_skipped(bind: Bind, delivery_id: int, reason: str) -> bool:
+    """Not sent on purpose (suppressed or unsubscribed since planning, run cancelled)."""
+    return _outcome(bind, delivery_id, ("pending", "queued", "sending", "retry"),
+                    {"state": "skipped", "leased_until": None, "last_error": reason}, "skipped", reason)
+
+
+def record_progress(bind: Bind, delivery_id: int, progress: Any) -> bool:
+    """Save partial progress of a multi-part send (e.g. ids of the tweets of a thread already
+    posted) so a retry continues where it stopped instead of posting them again."""
+    return _outcome(bind, delivery_id, ("sending", "unknown", "retry", "queued"),
+                    {"progress": progress}, "progress", None)
+
+
+def record_event(bind: Bind, delivery_id: int, kind: str, detail: str | None = None,
+                 at: datetime | None = None) -> None:
+    """An event after the fact (a bounce report, an unsubscribe or click from a link)."""
+    def go(conn: sa.Connection) -> None:
+        run_id = conn.execute(sa.select(_d.c.run_id).where(_d.c.id == delivery_id)).scalar_one()
+        _events(conn, [(delivery_id, run_id)], kind, detail, at or utcnow())
+    _tx(bind, go)
+
+
+def requeue_unknown(bind: Bind, run_id: int) -> int:
+    """Operator decision after checking the provider: send the `unknown` deliveries of a run
+    again. Returns how many became pending."""
+    def go(conn: sa.Connection) -> int:
+        now = utcnow()
+        rows = conn.execute(sa.update(_d).where(_d.c.run_id == run_id, _d.c.state == "unknown")
+                            .values(state="pending", due_at=now, updated_at=now, leased_until=None)
+                            .returning(_d.c.id, _d.c.run_id)).all()
+        _events(conn, rows, "requeued", "operator requeued an unknown outcome", now)
+        conn.execute(sa.update(_r).where(_r.c.id == run_id, _r.c.status == "done")
+                     .values(status="planned", finished_at=None))
+        return len(rows)
+    return _tx(bind, go)
+
+
+def delivery_events_of(bind: Bind, delivery_id: int) -> list[sa.Row]:
+    stmt = sa.select(_e).where(_e.c.delivery_id == delivery_id).order_by(_e.c.id)
+    return _tx(bind, lambda conn: conn.execute(stmt).all())

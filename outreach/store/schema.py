@@ -1,0 +1,176 @@
+"""The tables of the store, as SQLAlchemy Core metadata.
+
+The migrations in `migrations/versions/` create exactly these tables; a test compares the two.
+Timestamps are timezone-aware UTC in Python on both databases (`UTCDateTime`), and every state
+column carries a CHECK constraint so a typo in code cannot invent a state.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+SUBSCRIBER_STATUSES = ("pending", "confirmed", "unsubscribed", "bounced")
+RUN_STATUSES = ("planning", "planned", "done", "skipped", "cancelled")
+DELIVERY_STATES = ("pending", "queued", "sending", "sent", "retry", "failed", "skipped", "unknown")
+EVENT_KINDS = ("queued", "sent", "retried", "failed", "bounced", "unsubscribed", "clicked", "unknown",
+               "skipped", "progress", "requeued")
+
+# Ids: BIGINT on PostgreSQL (deliveries grow by audience x runs), INTEGER on SQLite where only
+# INTEGER PRIMARY KEY is the auto-incrementing rowid.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Json = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """An aware UTC datetime in Python; TIMESTAMPTZ on PostgreSQL, canonical UTC text on SQLite
+    (so equality and ordering work on the stored strings). Naive datetimes are refused: a
+    scheduler that guesses a time zone sends at the wrong hour."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given; pass a timezone-aware one")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+metadata = sa.MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+subscribers = sa.Table(
+    "subscribers", metadata,
+    sa.Column("id", BigId, primary_key=True),
+    # email_validator's normalized form (domain lower-cased, local part as first written);
+    # unique case-insensitively (index below): John@ and john@ are one person.
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.String(200)),
+    sa.Column("city", sa.String(200)),
+    sa.Column("country", sa.String(2)),                   # ISO 3166-1 alpha-2, upper case
+    sa.Column("timezone", sa.String(64)),                 # IANA name
+    sa.Column("language", sa.String(35)),                 # BCP 47 tag
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("consent_source", sa.String(200)),
+    sa.Column("consent_at", UTCDateTime()),
+    sa.Column("attrs", Json, nullable=False, server_default="{}"),  # custom attributes (strings)
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint(_in("status", SUBSCRIBER_STATUSES), name="status"),
+    sa.Index(None, "status", "country"),
+    sa.Index(None, "timezone"),
+)
+# The upsert key of imports (ON CONFLICT (lower(email))) and of every lookup by address.
+sa.Index("uq_subscribers_lower_email", sa.func.lower(subscribers.c.email), unique=True)
+
+subscriber_tags = sa.Table(
+    "subscriber_tags", metadata,
+    sa.Column("subscriber_id", BigId, sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("tag", sa.String(100), primary_key=True),
+    sa.Index(None, "tag", "subscriber_id"),  # EXISTS (... WHERE tag IN ...) probes
+)
+
+suppressions = sa.Table(
+    "suppressions", metadata,
+    # Lower-cased normalized address: a suppression covers every spelling of the address.
+    sa.Column("address", sa.String(320), primary_key=True),
+    sa.Column("reason", sa.String(200), nullable=False),
+    sa.Column("source", sa.String(200)),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("campaign", sa.String(200), nullable=False),
+    sa.Column("step", sa.String(200), nullable=False),
+    sa.Column("occurrence", UTCDateTime(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("planned_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("note", sa.Text),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("planned_at", UTCDateTime()),
+    sa.Column("finished_at", UTCDateTime()),
+    # At most one run per occurrence of a step, however many beats race (see ledger.create_run).
+    sa.UniqueConstraint("campaign", "step", "occurrence"),
+    sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+    sa.Index(None, "status"),
+)
+
+deliveries = sa.Table(
+    "deliveries", metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("run_id", BigId, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("subscriber_id", BigId, sa.ForeignKey("subscribers.id", ondelete="SET NULL")),
+    # Normalized email, or the X handle for a step's single tweet: the idempotency key.
+    sa.Column("recipient", sa.String(320), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("account", sa.String(100)),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("due_at", UTCDateTime(), nullable=False),
+    sa.Column("leased_until", UTCDateTime()),
+    sa.Column("claimed_by", sa.String(200)),
+    sa.Column("provider_id", sa.String(500)),
+    sa.Column("last_error", sa.Text),
+    sa.Column("sent_at", UTCDateTime()),
+    sa.Column("progress", Json),  # e.g. ids of the tweets of a thread already posted
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("run_id", "recipient", "channel"),
+    sa.CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
+    sa.Index(None, "state", "due_at"),        # the dispatcher's "what is due" scan
+    sa.Index(None, "state", "leased_until"),  # ... and its "whose lease expired" scan
+    sa.Index(None, "run_id", "state"),        # progress counts per run
+    sa.Index(None, "subscriber_id"),
+)
+
+delivery_events = sa.Table(
+    "delivery_events", metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("delivery_id", BigId, sa.ForeignKey("deliveries.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("run_id", BigId, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint(_in("kind", EVENT_KINDS), name="kind"),
+    sa.Index(None, "delivery_id"),
+    sa.Index(None, "run_id", "kind"),
+    sa.Index(None, "at"),
+)
+
+scheduler_state = sa.Table(
+    "scheduler_state", metadata,
+    # One row per cursor (e.g. "tick": occurrences up to `value` have runs).
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", UTCDateTime(), nullable=False),
+)
