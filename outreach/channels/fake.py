@@ -1,0 +1,114 @@
+"""A channel that sends nothing and remembers everything: for tests, dry runs and the demo.
+
+Emails are still assembled with outreach.mime (so a dry run catches what a real send would
+refuse) and posts are still length-checked the way X counts. What was "sent" is kept in
+`sent`, and optionally appended as JSON lines to a file and written as .eml files, so other
+processes (a demo worker, a test) can inspect it.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import PermanentError
+from ..mime import build_email, make_message_id
+from .base import Channel, OutgoingEmail, OutgoingTweet, SendResult
+from .x import MAX_WEIGHTED_LENGTH, tweet_length
+
+__all__ = ["FakeChannel", "FakeSend"]
+
+ErrorFactory = BaseException | Callable[[], BaseException]
+
+
+@dataclass(frozen=True)
+class FakeSend:
+    provider_id: str
+    payload: OutgoingEmail | OutgoingTweet
+    progress: tuple[str, ...]
+    data: bytes | None  # the MIME bytes of an email
+
+
+class FakeChannel(Channel):
+    name = "fake"
+    payload_type = (OutgoingEmail, OutgoingTweet)
+    supports_html = True
+    idempotent = True
+
+    def __init__(self, account: Any = None, *, record_path: str | os.PathLike | None = None,
+                 eml_dir: str | os.PathLike | None = None, from_: str = "outreach <outreach@localhost>") -> None:
+        self.account = account
+        self.from_ = getattr(account, "from_", None) or from_
+        self.reply_to = getattr(account, "reply_to", None)
+        self.domain = self.from_.rpartition("@")[2].rstrip(">").strip() or "localhost"
+        self.record_path = Path(record_path) if record_path else None
+        self.eml_dir = Path(eml_dir) if eml_dir else None
+        self.sent: list[FakeSend] = []
+        self._failures: deque[ErrorFactory] = deque()
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def fail_next(self, count: int, error: ErrorFactory) -> None:
+        """Make the next `count` sends raise `error`: an exception instance (raised each
+        time) or a zero-argument factory such as `lambda: RateLimited("slow", 30)`."""
+        with self._lock:
+            self._failures.extend([error] * count)
+
+    def validate(self, payload: Any) -> None:
+        super().validate(payload)
+        if isinstance(payload, OutgoingTweet):
+            for part in payload.parts:
+                if tweet_length(part) > MAX_WEIGHTED_LENGTH:
+                    raise PermanentError(f"post is {tweet_length(part)} characters as X counts them; "
+                                         f"the limit is {MAX_WEIGHTED_LENGTH}")
+
+    def build(self, payload: OutgoingEmail | OutgoingTweet) -> tuple[Any, bytes | None]:
+        if isinstance(payload, OutgoingEmail):
+            if payload.message_id is None:
+                payload = replace(payload, message_id=make_message_id(self.domain))
+            return payload, build_email(payload, self.from_, self.reply_to, self.domain)
+        return payload, None
+
+    def transmit(self, built: tuple[Any, bytes | None]) -> FakeSend:
+        payload, data = built
+        with self._lock:
+            failure = self._failures.popleft() if self._failures else None
+            if failure is not None:
+                raise failure() if callable(failure) and not isinstance(failure, BaseException) else failure
+            if isinstance(payload, OutgoingTweet):
+                new = [f"fake-{os.getpid()}-{next(self._ids)}" for _ in payload.parts[len(payload.posted_ids):]]
+                progress = tuple(payload.posted_ids) + tuple(new)
+                record = FakeSend(progress[0], payload, progress, None)
+            else:
+                record = FakeSend(payload.message_id, payload, (), data)
+            self.sent.append(record)
+            self._persist(record)
+        return record
+
+    def parse(self, built: Any, record: FakeSend) -> SendResult:
+        return SendResult(provider_id=record.provider_id, progress=record.progress)
+
+    def _persist(self, record: FakeSend) -> None:
+        p = record.payload
+        if self.eml_dir is not None and record.data is not None:
+            self.eml_dir.mkdir(parents=True, exist_ok=True)
+            name = "".join(c if c.isalnum() or c in "-_." else "_" for c in record.provider_id.strip("<>"))
+            (self.eml_dir / f"{name}.eml").write_bytes(record.data)
+        if self.record_path is not None:
+            line = {"time": time.time(), "pid": os.getpid(), "provider_id": record.provider_id}
+            if isinstance(p, OutgoingEmail):
+                line.update(kind="email", to=p.to_addr, name=p.to_name, subject=p.subject,
+                            headers=dict(p.headers))
+            else:
+                line.update(kind="tweet", parts=list(p.parts), progress=list(record.progress))
+            self.record_path.parent.mkdir(parents=True, exist_ok=True)
+            # one write() of one line with O_APPEND: lines from several processes do not interleave
+            with open(self.record_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(line, ensure_ascii=False) + "\n")
