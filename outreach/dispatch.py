@@ -85,8 +85,9 @@ def schedule_runs(rt: Runtime, now: datetime) -> TickReport:
     return report
 
 
-def plan_run(rt: Runtime, run_id: int) -> int:
-    """Expand a run into its deliveries (idempotent); return how many were added."""
+def plan_run(rt: Runtime, run_id: int, due_at: datetime | None = None) -> int:
+    """Expand a run into its deliveries (idempotent); return how many were added.
+    `due_at` overrides every delivery's due time (the demo sends everything now)."""
     run = store.get_run(rt.engine, run_id)
     if run is None or run.status != "planning":
         return 0
@@ -98,27 +99,28 @@ def plan_run(rt: Runtime, run_id: int) -> int:
         return 0
     if step.channel == "email":
         account = rt.settings.smtp_account(step.account).name
-        due = ((lambda zone: local_due(campaign, step, run.occurrence, zone)) if step.schedule.local_time
-               else run.occurrence)
+        due = (due_at or ((lambda zone: local_due(campaign, step, run.occurrence, zone))
+                          if step.schedule.local_time else run.occurrence))
         select = audience_select(campaign.audience, rt.segments())
         added = store.plan_deliveries(rt.engine, run_id, "email", account, select, due)
     else:
         account = rt.settings.x_account(step.account)
         added = 1 if store.add_delivery(rt.engine, run_id, account.handle, "x", account.name,
-                                        run.occurrence) else 0
+                                        due_at or run.occurrence) else 0
     store.mark_run_planned(rt.engine, run_id)
     log.info("planned run %s (%s/%s): %s deliveries", run_id, run.campaign, run.step, added)
     return added
 
 
-def create_run_now(rt: Runtime, campaign: Campaign, step: Step, now: datetime | None = None) -> int | None:
-    """`outreach send --now`: a run of `step` at this instant (relative steps follow by their
-    delay), planned at once."""
+def create_run_now(rt: Runtime, campaign: Campaign, step: Step, now: datetime | None = None, *,
+                   occurrence: datetime | None = None, due_at: datetime | None = None) -> int | None:
+    """`outreach send --now`: a run of `step` at this instant (a relative step follows after
+    its delay), planned at once. None when a run of that occurrence already exists."""
     now = (now or now_utc()).replace(microsecond=0)
-    occ = now + (step.schedule.delay if step.schedule.after else timedelta(0))
+    occ = occurrence or now + (step.schedule.delay if step.schedule.after else timedelta(0))
     run_id = store.create_run(rt.engine, campaign.name, step.id, occ)
     if run_id is not None:
-        plan_run(rt, run_id)
+        plan_run(rt, run_id, due_at=due_at)
     return run_id
 
 

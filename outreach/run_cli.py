@@ -142,6 +142,17 @@ def status(ctx: click.Context, limit: int) -> None:
     status_table(Runtime(_obj(ctx).settings), limit, click.echo)
 
 
+@click.command()
+@click.option("--fresh", is_flag=True, help="Forget what earlier demo runs sent (deletes only the demo's own files).")
+@click.option("--timeout", default=100.0, show_default=True, help="Seconds to wait for deliveries.")
+@click.pass_context
+def demo(ctx: click.Context, fresh: bool, timeout: float) -> None:
+    """Run the whole pipeline locally: embedded Redis, SQLite, SMTP sink, X sandbox, a worker."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(Path(_obj(ctx).root).resolve(), fresh=fresh, timeout=timeout))
+
+
 def register(cli: click.Group) -> None:
-    for command in (send, worker, beat, tick, status):
+    for command in (send, worker, beat, tick, status, demo):
         cli.add_command(command)

@@ -1,0 +1,67 @@
+"""CI smoke check after `scripts/dev demo --fresh`: the outbox holds exactly one valid email
+per eligible sample subscriber per email step, and one sandbox post per X step.
+
+Eligibility is recomputed here from the database with the audience query, independently of
+what the demo reported.
+"""
+from __future__ import annotations
+
+import collections
+import email
+import email.policy
+import json
+import sys
+from pathlib import Path
+
+from outreach.audience import audience_count, audience_select, segments_for
+from outreach.campaigns import load_campaigns
+from outreach.settings import load_settings
+from outreach.store import engine_for
+
+root = Path(sys.argv[1] if len(sys.argv) > 1 else ".").resolve()
+settings = load_settings(root)
+engine = engine_for(settings)
+outbox = root / "var" / "outbox"
+campaigns = load_campaigns(settings).campaigns
+segments = segments_for(settings)
+
+expected: dict[str, int] = {}
+posts_expected = 0
+for c in campaigns.values():
+    for step in c.steps:
+        if step.channel == "email":
+            expected[f"{c.name}/{step.id}"] = audience_count(engine, audience_select(c.audience, segments))
+        else:
+            posts_expected += 1
+
+found: collections.Counter[str] = collections.Counter()
+recipients: collections.Counter[tuple[str, str]] = collections.Counter()
+errors: list[str] = []
+for path in sorted((outbox / "email").glob("*.eml")):
+    msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    key = str(msg["X-Outreach-Campaign"])
+    found[key] += 1
+    recipients[(key, msg["To"].addresses[0].addr_spec)] += 1
+    kinds = [p.get_content_type() for p in msg.iter_parts()] if msg.is_multipart() else []
+    if msg.get_content_type() != "multipart/alternative" or kinds != ["text/plain", "text/html"]:
+        errors.append(f"{path.name}: not multipart/alternative text+html ({msg.get_content_type()} {kinds})")
+    for header in ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post"):
+        if not msg[header]:
+            errors.append(f"{path.name}: missing {header}")
+    if msg.defects:
+        errors.append(f"{path.name}: MIME defects {msg.defects}")
+
+if dict(found) != expected:
+    errors.append(f"emails per step: expected {expected}, outbox has {dict(found)}")
+dupes = [k for k, n in recipients.items() if n > 1]
+if dupes:
+    errors.append(f"duplicate emails: {dupes[:5]}")
+posts = [json.loads(line) for line in (outbox / "x" / "tweets.jsonl").read_text().splitlines() if line.strip()]
+if len(posts) != posts_expected:
+    errors.append(f"X sandbox: expected {posts_expected} posts, found {len(posts)}")
+
+for e in errors:
+    print("demo check:", e, file=sys.stderr)
+print(f"demo check: {sum(found.values())} emails over {len(expected)} email steps, {len(posts)} posts: "
+      + ("FAILED" if errors else "ok"))
+sys.exit(1 if errors else 0)
