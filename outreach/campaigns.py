@@ -196,6 +196,10 @@ def _check_steps(campaign: Campaign, doc: yamlfile.Located) -> list[Problem]:
     out: list[Problem] = []
     ids: dict[str, int] = {}
     for i, step in enumerate(campaign.steps):
+        if step.channel == "x" and step.schedule.local_time:
+            out.append(doc.problem(("steps", i, "schedule", "local_time"),
+                                   "local_time applies to email steps: a post goes out once, not per recipient",
+                                   "remove it, or give the post its own time"))
         if step.id in ids:
             out.append(doc.problem(("steps", i, "id"), f"step id {step.id!r} is used twice",
                                    "give each step a unique id"))

@@ -39,16 +39,17 @@ def find_recipient(settings: Settings, email_addr: str | None) -> Recipient:
         if r.email.lower() == wanted:
             return r
     from .recipients import recipient_by_email  # the store knows every imported subscriber
-    from .store import engine_for
+    from .store import engine_for, normalize_url
 
-    db = settings.path(Path("var")) if settings.database_url.startswith("sqlite") else None
+    url = normalize_url(settings.database_url, settings.root)
     found = None
-    if db is None or db.exists():  # don't create an empty database just to look someone up
+    # don't create an empty SQLite file just to look someone up
+    if url.get_backend_name() != "sqlite" or not url.database or Path(url.database).exists():
         try:
             found = recipient_by_email(engine_for(settings), wanted)
-        except Exception as exc:  # an unreachable or un-migrated database: say so, don't crash
+        except Exception as exc:  # unreachable or un-migrated database: say so, don't crash
             raise DataError(f"no subscriber {email_addr} in the sample subscribers, and the database "
-                            f"could not be searched: {exc.__class__.__name__}: {exc}") from None
+                            f"could not be searched ({exc.__class__.__name__}: {exc})") from None
     if found is None:
         raise DataError(f"no subscriber {email_addr} in the database or in the sample subscribers")
     return found

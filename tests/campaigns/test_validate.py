@@ -154,3 +154,23 @@ def test_real_process_exits_1_without_traceback(project):
     # then it exits 1 with a located message and no traceback
     assert proc.returncode == 1
     assert "hello.yaml:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_local_time_on_a_post_is_refused(project):
+    project.campaign(CAMPAIGN.replace("      after: mail\n", "      after: mail\n      local_time: true\n"))
+    out = errors(project.validate())
+    assert "local_time applies to email steps" in out
+
+
+def test_preview_finds_an_imported_subscriber_in_the_database(project, tmp_path):
+    # given a subscriber who is only in the database, not in the sample file
+    from outreach.store import add_subscriber, make_engine, upgrade
+    db = tmp_path / "var" / "outreach.db"
+    engine = make_engine(f"sqlite:///{db}")
+    upgrade(engine)
+    add_subscriber(engine, "only-db@example.org", name="Dee Bee", city="Lyon", country="FR", status="confirmed")
+    engine.dispose()
+    # when previewed / then the message is rendered for them
+    result = project.run("preview", "hello", "--step", "mail", "--subscriber", "only-db@example.org")
+    assert result.exit_code == 0, result.output
+    assert "Dee Bee from Lyon" in result.output
