@@ -210,12 +210,24 @@ def get_delivery(bind: Bind, delivery_id: int) -> sa.Row | None:
 def due_deliveries(bind: Bind, channel: str, now: datetime, limit: int) -> list[int]:
     """Ids to hand to workers now, oldest due first: pending/retry rows that are due, and
     queued/sending rows whose lease ran out (the task was lost with Redis, or the worker died).
-    `mark_queued` then sorts out which of those may be sent again."""
-    due = sa.and_(_d.c.state.in_(("pending", "retry")), _d.c.due_at <= now)
-    lost = sa.and_(_d.c.state.in_(("queued", "sending")), _d.c.leased_until < now)
-    stmt = (sa.select(_d.c.id).where(_d.c.channel == channel, sa.or_(due, lost))
-            .order_by(_d.c.due_at, _d.c.id).limit(limit))
-    return _tx(bind, lambda conn: list(conn.execute(stmt).scalars()))
+    `mark_queued` then sorts out which of those may be sent again.
+
+    One small query per state, each reading at most `limit` entries of the (state, channel,
+    due_at|leased_until) index in order; an OR over states would sort every due row."""
+    parts = [
+        sa.select(_d.c.id, _d.c.due_at).where(_d.c.state == state, _d.c.channel == channel, _d.c.due_at <= now)
+        .order_by(_d.c.due_at).limit(limit) for state in ("pending", "retry")
+    ] + [
+        sa.select(_d.c.id, _d.c.due_at).where(_d.c.state == state, _d.c.channel == channel,
+                                              _d.c.leased_until < now)
+        .order_by(_d.c.leased_until).limit(limit) for state in ("queued", "sending")
+    ]
+
+    def go(conn: sa.Connection) -> list[int]:
+        rows = [row for part in parts for row in conn.execute(part)]
+        rows.sort(key=lambda r: (r.due_at, r.id))
+        return [r.id for r in rows[:limit]]
+    return _tx(bind, go)
 
 
 def mark_queued(bind: Bind, ids: Iterable[int], lease_until: datetime, *, now: datetime | None = None,

@@ -147,8 +147,10 @@ deliveries = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("run_id", "recipient", "channel"),
     sa.CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
-    sa.Index(None, "state", "due_at"),        # the dispatcher's "what is due" scan
-    sa.Index(None, "state", "leased_until"),  # ... and its "whose lease expired" scan
+    # The dispatcher's scans, per state and channel in due_at / leased_until order, so
+    # "the oldest N due" reads N index entries however many millions are pending.
+    sa.Index(None, "state", "channel", "due_at"),
+    sa.Index(None, "state", "channel", "leased_until"),
     sa.Index(None, "run_id", "state"),        # progress counts per run
     sa.Index(None, "subscriber_id"),
 )

@@ -6,9 +6,10 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from outreach.audience import Audience, Filter, audience_select
+from outreach.audience import audience_select
 from outreach.store import (
     add_delivery,
+    cancel_run,
     claim,
     create_run,
     delivery_events_of,
@@ -276,3 +277,31 @@ def test_failure_and_progress_are_recorded(engine):
     assert [e.kind for e in delivery_events_of(engine, ids[0])] == ["progress", "bounced"]
     assert run_progress(engine, run_id)["failed"] == 2
     assert finish_run_if_done(engine, run_id)
+
+
+def test_due_deliveries_are_oldest_first_across_states_and_limited(engine):
+    # given pending deliveries due at T0+1m..T0+3m, one retry due at T0, one lost in sending
+    run_id, ids = _planned_run(engine, 4)
+    with engine.begin() as conn:
+        for i, did in enumerate(ids[:3]):
+            conn.execute(sa.update(deliveries).where(deliveries.c.id == did)
+                         .values(due_at=T0 + timedelta(minutes=i + 1)))
+    claim(engine, [ids[3]], "w1", T0 + timedelta(seconds=30), now=T0)
+    record_retry(engine, ids[3], "busy", T0)
+    now = T0 + timedelta(hours=1)
+    # when asking for the 2 most overdue, then for all
+    # then the retry (due T0) comes first, then the oldest pending
+    assert due_deliveries(engine, "email", now, 2) == [ids[3], ids[0]]
+    assert due_deliveries(engine, "email", now, 10) == [ids[3], ids[0], ids[1], ids[2]]
+
+
+def test_cancel_run_skips_what_was_not_sent(engine):
+    run_id, ids = _planned_run(engine, 3)
+    claim(engine, [ids[0]], "w1", T0 + LEASE, now=T0)
+    record_sent(engine, ids[0], "x")
+    claim(engine, [ids[1]], "w1", T0 + LEASE, now=T0)
+    # when cancelled, the untouched delivery is skipped, the one on the wire left alone
+    assert cancel_run(engine, run_id) == 1
+    progress = run_progress(engine, run_id)
+    assert (progress["sent"], progress["sending"], progress["skipped"]) == (1, 1, 1)
+    assert due_deliveries(engine, "email", T0 + timedelta(days=1), 10) == [ids[1]]  # lease expiry still seen
