@@ -167,6 +167,17 @@ def run_demo(root: Path, fresh: bool = False, timeout: float = DEMO_TIMEOUT, con
         _fresh(var, settings)
     secret = _secret_key(var)
     started = time.monotonic()
+    try:
+        return _run(root, settings, var, secret, timeout, started, console)
+    except KeyboardInterrupt:
+        # everything started was stopped on the way out of the ExitStack
+        console.print("\nInterrupted: stopped the worker, the beat, the SMTP sink and Redis. Nothing sent is "
+                      "lost or resent: run `outreach demo` again to finish.")
+        return 130
+
+
+def _run(root: Path, settings: Settings, var: Path, secret: str, timeout: float, started: float,
+         console: Console) -> int:
     with ExitStack() as stack:
         services = start_services(stack, settings, var, console)
         for note in services.notes:
