@@ -158,6 +158,9 @@ class BatchReport:
     skipped: int = 0
     deferred: int = 0
     claimed: int = 0
+    # The throttled rows and when the limiter frees permits: the task asks for them again then.
+    deferred_ids: list[int] = field(default_factory=list)
+    retry_after: float = 0.0
 
 
 def send_batch(rt: Runtime, ids: Sequence[int], now: datetime | None = None) -> BatchReport:
@@ -210,11 +213,14 @@ def _send_run_group(rt: Runtime, run_id: int, rows: list[sa.Row], report: BatchR
     permit = rt.limiter.acquire(channel.limit_key, channel.limits, n=len(sendable))
     if permit.granted < len(sendable):
         # Throttled: the rest waits in the database until permits are free; no worker sleeps.
-        later = now_utc() + timedelta(seconds=max(permit.retry_after, 0.05))
+        wait = max(permit.retry_after, 0.05)
+        later = now_utc() + timedelta(seconds=wait)
         rest = sendable[permit.granted:]
         for row in rest:
             store.record_retry(rt.engine, row.id, "rate limited", later)
         report.deferred += len(rest)
+        report.deferred_ids += [row.id for row in rest]
+        report.retry_after = max(report.retry_after, wait)
         sendable = sendable[:permit.granted]
 
     for i, row in enumerate(sendable):

@@ -19,6 +19,18 @@ def _obj(ctx: click.Context):
     return ctx.find_root().obj
 
 
+def _use_app(ctx: click.Context):
+    """Make our app (broker: OUTREACH_BROKER_URL or redis_url) Celery's current app. Tasks are
+    `shared_task`s: without this, `send`/`tick` published to Celery's default broker
+    (amqp://localhost), where no worker of ours listens."""
+    from .celery_app import make_app
+
+    settings = _obj(ctx).settings
+    app = make_app(os.environ.get("OUTREACH_BROKER_URL") or settings.redis_url, settings.dispatch.tick_seconds)
+    app.set_current()
+    return app
+
+
 def _export_root(ctx: click.Context) -> None:
     """Worker processes find the project through OUTREACH_ROOT (they start from Celery)."""
     os.environ["OUTREACH_ROOT"] = str(Path(_obj(ctx).root).resolve())
@@ -68,6 +80,7 @@ def send(ctx: click.Context, campaign: str, step_id: str | None, now: bool, dry_
         if run_id:
             run_ids.append(run_id)
     _export_root(ctx)
+    _use_app(ctx)
     from .tasks import enqueue
 
     queued = dispatch.dispatch_due(rt, enqueue, dispatch.now_utc())
@@ -125,6 +138,7 @@ def tick(ctx: click.Context) -> None:
     from .runtime import Runtime
 
     _export_root(ctx)
+    _use_app(ctx)
     from .tasks import enqueue
 
     report = dispatch.tick(Runtime(_obj(ctx).settings), enqueue)

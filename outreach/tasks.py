@@ -41,9 +41,20 @@ def tick() -> dict:
     return {"created": len(report.created), "queued": report.queued}
 
 
-@shared_task(name="outreach.send_batch", ignore_result=True, acks_late=True)
-def send_batch(ids: list[int]) -> dict:
+# A throttled batch due again within this many seconds is queued again for that moment (a
+# short countdown, far below the broker's visibility timeout); a longer wait is left to the tick.
+RESCHEDULE_WITHIN = 60.0
+
+
+@shared_task(name="outreach.send_batch", ignore_result=True, acks_late=True, bind=True)
+def send_batch(self, ids: list[int]) -> dict:
     report = dispatch.send_batch(runtime(), ids)
+    if report.deferred_ids and report.retry_after <= RESCHEDULE_WITHIN:
+        # Ask again as soon as the limiter frees permits. Left to the tick, the rows wait for
+        # the first tick after that moment, which comes a whole tick late whenever the limit's
+        # period matches the tick (measured: a 20/1s limit with a 1 s tick sent 10/s).
+        queue = (self.request.delivery_info or {}).get("routing_key") or CHANNEL_QUEUE["email"]
+        send_batch.apply_async(args=[report.deferred_ids], queue=queue, countdown=report.retry_after)
     return report.__dict__
 
 
