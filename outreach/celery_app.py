@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 QUEUES = ("control", "email", "social")
 CHANNEL_QUEUE = {"email": "email", "x": "social", "fake": "email"}
@@ -25,7 +25,7 @@ def make_app(broker_url: str | None = None, tick_seconds: float | None = None) -
         tick_seconds = tick_seconds or settings.dispatch.tick_seconds
     app = Celery("outreach", broker=broker_url, include=["outreach.tasks"])
     app.conf.update(
-        task_queues=[Queue(q) for q in QUEUES],
+        task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES],
         task_default_queue="control",
         task_routes={"outreach.tick": {"queue": "control"}, "outreach.plan_run": {"queue": "control"}},
         # A task is acknowledged only after it ran: a killed worker's batch is redelivered,

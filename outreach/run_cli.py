@@ -108,8 +108,10 @@ def worker(ctx: click.Context, queues: str, concurrency: int, loglevel: str) -> 
     settings = _obj(ctx).settings
     app = make_app(os.environ.get("OUTREACH_BROKER_URL") or settings.redis_url, settings.dispatch.tick_seconds)
     app.set_current()
+    # a unique node name per worker: several workers of the same queues on one host must not
+    # answer each other's pings (Celery warns about duplicate node names)
     app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "-l", loglevel, "-E",
-                     "-n", f"outreach-{queues.replace(',', '-')}@%h"])
+                     "-n", f"outreach-{queues.replace(',', '-')}-{os.getpid()}@%h"])
 
 
 @click.command()
