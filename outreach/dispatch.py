@@ -216,14 +216,25 @@ def _send_run_group(rt: Runtime, run_id: int, rows: list[sa.Row], report: BatchR
         wait = max(permit.retry_after, 0.05)
         later = now_utc() + timedelta(seconds=wait)
         rest = sendable[permit.granted:]
-        for row in rest:
-            store.record_retry(rt.engine, row.id, "rate limited", later)
+        store.defer(rt.engine, [(row.id, row.run_id) for row in rest], later, "rate limited")
         report.deferred += len(rest)
         report.deferred_ids += [row.id for row in rest]
         report.retry_after = max(report.retry_after, wait)
         sendable = sendable[:permit.granted]
 
-    for i, row in enumerate(sendable):
+    sent: list[tuple[int, int, str | None]] = []
+    try:
+        _send_rows(rt, campaign, step, channel, sendable, recipients, sent, report)
+    finally:
+        store.record_sent_many(rt.engine, sent)  # also when a send raised something unexpected
+
+
+FLUSH_EVERY = 50  # sent outcomes recorded per transaction; bounds the `unknown`s a crash leaves
+
+
+def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel, rows: list[sa.Row], recipients: dict,
+               sent: list[tuple[int, int, str | None]], report: BatchReport) -> None:
+    for i, row in enumerate(rows):
         try:
             if step.channel == "email":
                 payload = rt.composer.email(campaign, step, recipients[row.subscriber_id].recipient)
@@ -234,7 +245,7 @@ def _send_run_group(rt: Runtime, run_id: int, rows: list[sa.Row], report: BatchR
             until = now_utc() + timedelta(seconds=exc.retry_after)
             rt.limiter.pause(channel.limit_key, until.timestamp())
             _save_progress(rt, row, exc)
-            for later_row in sendable[i:]:
+            for later_row in rows[i:]:
                 store.record_retry(rt.engine, later_row.id, f"rate limited by provider: {exc}", until)
                 report.retried += 1
             return
@@ -248,7 +259,7 @@ def _send_run_group(rt: Runtime, run_id: int, rows: list[sa.Row], report: BatchR
             store.record_failed(rt.engine, row.id, str(exc))
             report.failed += 1
         except ChannelConfigurationError as exc:
-            _hold(rt, sendable[i:], str(exc), timedelta(minutes=10), report)
+            _hold(rt, rows[i:], str(exc), timedelta(minutes=10), report)
             return
         except TransientError as exc:
             _save_progress(rt, row, exc)
@@ -263,8 +274,11 @@ def _send_run_group(rt: Runtime, run_id: int, rows: list[sa.Row], report: BatchR
                 store.record_progress(rt.engine, row.id, {"posted_ids": list(result.progress)})
             if result.limit_hint:
                 rt.limiter.observe(channel.limit_key, *result.limit_hint)
-            store.record_sent(rt.engine, row.id, result.provider_id)
+            sent.append((row.id, row.run_id, result.provider_id))
             report.sent += 1
+            if len(sent) >= FLUSH_EVERY:
+                store.record_sent_many(rt.engine, sent)
+                sent.clear()
 
 
 def backoff(rt: Runtime, attempts: int) -> timedelta:

@@ -197,7 +197,7 @@ def _encode_body(text: str) -> tuple[str, bytes]:
         data = data.replace(b"\n", b"\r\n")
         return "base64", base64.encodebytes(data).rstrip(b"\n").replace(b"\n", b"\r\n")
     qp = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
-    if b"From " in qp:
+    if qp.startswith(b"From ") or b"\nFrom " in qp:  # only at a line start does it matter
         qp = _protect_from(qp)
     return "quoted-printable", qp.replace(b"\n", b"\r\n")
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import html2text
@@ -81,12 +82,32 @@ def one_line(text: str) -> str:
     return " ".join(_CONTROL.sub(" ", text).split())
 
 
+_DICT_ATTRS = frozenset(dir(dict))
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, with a fast path for the lookups that make up most of a newsletter:
+    keys of plain data (campaign.data, loaded from YAML) and a recipient's fields. Neither can
+    reach Python internals, so the general safety check (about 1.5 µs a lookup, a hundred
+    lookups a message) is skipped for them; everything else takes the checked path. Jinja's
+    order is kept: a dict's own methods (`items`, `keys`...) still win over keys."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        kind = type(obj)
+        if kind is dict or kind is MappingProxyType:
+            if attribute in obj and attribute not in _DICT_ATTRS:
+                return obj[attribute]
+        elif kind is Recipient and attribute in RECIPIENT_FIELDS:
+            return getattr(obj, attribute)
+        return super().getattr(obj, attribute)
+
+
 class Renderer:
     """Compiles each template once (Jinja2 caches by name) and renders it per recipient."""
 
     def __init__(self, templates_dir: Path, organization: Mapping[str, Any] | Any = None) -> None:
         self.templates_dir = templates_dir
-        self.env = ImmutableSandboxedEnvironment(
+        self.env = _Sandbox(
             loader=FileSystemLoader(str(templates_dir)),
             undefined=StrictUndefined,
             autoescape=select_autoescape(enabled_extensions=("html", "htm"), default_for_string=False),
@@ -96,6 +117,7 @@ class Renderer:
             cache_size=-1,
         )
         self.organization = organization
+        self._exists: dict[str, bool] = {}
 
     @cached_property
     def _html2text(self) -> html2text.HTML2Text:
@@ -106,11 +128,17 @@ class Renderer:
         return h
 
     def exists(self, name: str) -> bool:
-        try:
-            self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
-        except TemplateNotFound:
-            return False
-        return True
+        # remembered: asked once per message, and the loader reads the file each time
+        # (templates do not change under a running Renderer: auto_reload is off)
+        known = self._exists.get(name)
+        if known is None:
+            try:
+                self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+                known = True
+            except TemplateNotFound:
+                known = False
+            self._exists[name] = known
+        return known
 
     def render(self, name: str, context: Mapping[str, Any]) -> str:
         try:
@@ -122,12 +150,17 @@ class Renderer:
                                       reason=reason) from None
 
     def context(self, campaign: Any, step: Any, recipient: Recipient | None, links: Any) -> dict[str, Any]:
-        ctx: dict[str, Any] = {"campaign": campaign.view, "step": step.view, "organization": self.organization}
+        ctx: dict[str, Any] = {"campaign": campaign.view, "step": step.view, "organization": self._organization}
         if recipient is not None:
             ctx["subscriber"] = recipient
         if links is not None:
-            ctx["links"] = links
+            ctx["links"] = MappingProxyType(links.__dict__)  # plain data: the sandbox's fast path
         return ctx
+
+    @cached_property
+    def _organization(self) -> Mapping[str, Any]:
+        org = self.organization
+        return MappingProxyType(org.model_dump() if hasattr(org, "model_dump") else dict(org or {}))
 
     def email(self, template: str, context: Mapping[str, Any]) -> RenderedEmail:
         paths = email_paths(template)

@@ -328,12 +328,49 @@ def record_sent(bind: Bind, delivery_id: int, provider_id: str | None) -> bool:
                      "leased_until": None, "last_error": None}, "sent", provider_id)
 
 
+def record_sent_many(bind: Bind, sent: Sequence[tuple[int, int, str | None]]) -> None:
+    """`record_sent` for many deliveries at once: (delivery id, run id, provider id) each.
+
+    One transaction and two executemany statements instead of one transaction per message:
+    at thousands of emails a second the per-message commit, not the SMTP send, was the cost.
+    The caller flushes often (every few dozen messages), so a worker killed between a send
+    and the flush leaves few deliveries whose outcome is unknown."""
+    if not sent:
+        return
+    now = utcnow()
+    stmt = (sa.update(_d).where(_d.c.id == sa.bindparam("did"), _d.c.state != "sent")
+            .values(state="sent", provider_id=sa.bindparam("pid"), sent_at=now, leased_until=None,
+                    last_error=None, updated_at=now))
+
+    def go(conn: sa.Connection) -> None:
+        conn.execute(stmt, [{"did": d, "pid": p} for d, _, p in sent])
+        conn.execute(sa.insert(_e), [{"delivery_id": d, "run_id": r, "kind": "sent", "detail": p, "at": now}
+                                     for d, r, p in sent])
+    _tx(bind, go)
+
+
 def record_retry(bind: Bind, delivery_id: int, error: str, next_due_at: datetime) -> bool:
     """A transient failure: due again at `next_due_at` (backoff, or the provider's reset time);
     the dispatcher queues it then, so no worker sleeps on it."""
     return _outcome(bind, delivery_id, ("sending", "unknown", "queued"),
                     {"state": "retry", "due_at": next_due_at, "leased_until": None, "last_error": error},
                     "retried", error)
+
+
+def defer(bind: Bind, rows: Sequence[tuple[int, int]], next_due_at: datetime, reason: str) -> None:
+    """Give claimed deliveries (delivery id, run id) back unsent until `next_due_at` (our own
+    rate limit said wait). Not a failed attempt, so the claim's attempt is handed back too."""
+    if not rows:
+        return
+    now = utcnow()
+    ids = [d for d, _ in rows]
+
+    def go(conn: sa.Connection) -> None:
+        conn.execute(sa.update(_d).where(_d.c.id.in_(ids), _d.c.state == "sending")
+                     .values(state="retry", due_at=next_due_at, leased_until=None, last_error=reason,
+                             attempts=_d.c.attempts - 1, updated_at=now))
+        _events(conn, rows, "retried", reason, now)
+    _tx(bind, go)
 
 
 def record_failed(bind: Bind, delivery_id: int, error: str, bounced: bool = False) -> bool:
