@@ -66,6 +66,14 @@ class SmtpSink:
         done.wait(2)
         time.sleep(0.05)
 
+    pipelining = False  # advertise RFC 2920 PIPELINING (the channel then pipelines MAIL/RCPT/DATA)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if session not in self.sessions:
             self.sessions.append(session)
@@ -97,9 +105,11 @@ def _start(handler: SmtpSink, **kwargs) -> Controller:
     return controller
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[SmtpSink, Controller]]:
+@pytest.fixture(params=[False, True], ids=["plain", "pipelining"])
+def smtp_server(request: pytest.FixtureRequest) -> Iterator[tuple[SmtpSink, Controller]]:
+    """Each SMTP test runs against a server without and with PIPELINING."""
     sink = SmtpSink()
+    sink.pipelining = request.param
     controller = _start(sink)
     yield sink, controller
     controller.stop()

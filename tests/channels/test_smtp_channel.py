@@ -9,6 +9,8 @@ import types
 import pytest
 
 from outreach.channels import OutgoingEmail, SmtpChannel, get_channel
+
+from .conftest import SmtpSink, _start
 from outreach.errors import (ChannelConfigurationError, PermanentError, RateLimited, RecipientRejected,
                              TransientError)
 
@@ -257,3 +259,29 @@ def test_registry_builds_the_smtp_channel(smtp_server, smtp_account):
     assert isinstance(channel, SmtpChannel) and channel.supports_html and channel.limit_key == "email:news"
     with pytest.raises(ChannelConfigurationError):
         get_channel("carrier-pigeon", None)
+
+
+def test_pipelining_server_gets_mail_rcpt_data_in_one_write(smtp_account, monkeypatch):
+    # given a server that offers PIPELINING
+    sink = SmtpSink()
+    sink.pipelining = True
+    controller = _start(sink)
+    try:
+        channel = SmtpChannel(smtp_account(controller))
+        conn = channel._connection()
+        conn.ehlo_or_helo_if_needed()
+        writes: list[bytes] = []
+        real_send = conn.send
+        monkeypatch.setattr(conn, "send", lambda data: (writes.append(data if isinstance(data, bytes) else data.encode()), real_send(data))[1])
+        # when a message whose text has a line starting with a dot is sent
+        channel.send(OutgoingEmail(to_addr="ana@example.org", to_name="Ana", subject="Hi", html="<p>x</p>",
+                                   text="see below\n.signature"))
+        # then the envelope went in one write and the body in one more, dot-stuffed
+        assert writes[0] == b"MAIL FROM:<news@example.org>\r\nRCPT TO:<ana@example.org>\r\nDATA\r\n"
+        assert len(writes) == 2 and writes[1].endswith(b"\r\n.\r\n") and b"\r\n..signature" in writes[1]
+        # and the server received it, unstuffed
+        assert [m.rcpt_tos for m in sink.received] == [["ana@example.org"]]
+        assert b"\r\n.signature" in sink.received[0].data
+        channel.close()
+    finally:
+        controller.stop()
