@@ -9,6 +9,7 @@ Revises: 0002
 """
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
@@ -19,8 +20,9 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index("ix_deliveries_state_channel_due_at", "deliveries", ["state", "channel", "due_at"])
+    lease_scan = sa.text("state IN ('queued', 'sending')")  # only rows out with a worker
     op.create_index("ix_deliveries_state_channel_leased_until", "deliveries",
-                    ["state", "channel", "leased_until"])
+                    ["state", "channel", "leased_until"], postgresql_where=lease_scan, sqlite_where=lease_scan)
     op.drop_index("ix_deliveries_state_due_at", table_name="deliveries")
     op.drop_index("ix_deliveries_state_leased_until", table_name="deliveries")
 
