@@ -69,9 +69,6 @@ class _Tracking:
         return self.getreply()  # type: ignore[attr-defined]
 
 
-_LINE_START_DOT = re.compile(rb"(?m)^\.")
-
-
 class _Pipelining:
     """`sendmail` for one recipient with RFC 2920 PIPELINING when the server offers it: MAIL,
     RCPT and DATA go out in one write and their replies are read in order, so a message
@@ -96,8 +93,8 @@ class _Pipelining:
             self._abort(data[0], data[0])
             raise smtplib.SMTPDataError(*data)
         self.data_started = True
-        if msg.startswith(b".") or b"\n." in msg:
-            msg = _LINE_START_DOT.sub(b"..", msg)
+        if msg.startswith(b".") or b"\n." in msg:  # dot-stuffing (RFC 5321 4.5.2), without a regex
+            msg = (b"." if msg.startswith(b".") else b"") + msg.replace(b"\n.", b"\n..")
         self.send(msg + (b".\r\n" if msg.endswith(b"\r\n") else b"\r\n.\r\n"))  # type: ignore[attr-defined]
         code, reply = self.getreply()  # type: ignore[attr-defined]
         if code != 250:
