@@ -237,9 +237,11 @@ def _environment(root: Path, environ: dict[str, str] | None) -> dict[str, str]:
     return env
 
 
-def _set(tree: dict, keys: list[str], value: Any) -> None:
+def _set(tree: dict, keys: list[str], value: Any, variable: str) -> None:
     for k in keys[:-1]:
-        tree = tree.setdefault(k, {}) if isinstance(tree.get(k, {}), dict) else tree
+        tree = tree.setdefault(k, {})
+        if not isinstance(tree, dict):
+            raise ConfigurationError(f"{variable} sets a key inside {k!r}, which is not a section")
     tree[keys[-1]] = value
 
 
@@ -274,7 +276,7 @@ def load_settings(root: Path | str = ".", config_file: Path | str | None = None,
             data[key] = env[ENV_PREFIX + key.upper()]
     for name, value in env.items():
         if name.startswith(ENV_PREFIX + "_"):
-            _set(data, [p.lower() for p in name[len(ENV_PREFIX) + 1:].split("__")], value)
+            _set(data, [p.lower() for p in name[len(ENV_PREFIX) + 1:].split("__")], value, name)
     _inject_secrets(data, env)
     data.update({k: v for k, v in overrides.items() if v is not None})
     data["root"] = root

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from outreach import store
 from outreach.store.schema import deliveries
 from tests.channels.conftest import SmtpSink, _start, x_api  # noqa: F401  (x_api is a fixture)
+from tests.dispatch.conftest import CAMPAIGN as DISPATCH_CAMPAIGN
 
 REPO = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -35,26 +36,8 @@ REDIS_URL = "redis://127.0.0.1:6379/14"
 # so that a task left over from an earlier (killed) run cannot leak into this one.
 QUEUE_KEYS = ("email", "social", "control", "unacked", "unacked_index", "unacked_mutex")
 
-CAMPAIGN = """\
-name: alert
-title: Urgent alert
-audience:
-  filter:
-    tags: [advocacy]
-steps:
-  - id: mail
-    channel: email
-    template: alert
-    schedule:
-      at: 2030-01-15 09:00
-      timezone: Europe/Paris
-  - id: post
-    channel: x
-    template: alert
-    schedule:
-      after: mail
-      delay: 2s
-"""
+# the in-process tests' campaign, with a tweet delay short enough to wait for
+CAMPAIGN = DISPATCH_CAMPAIGN.replace("delay: 5m", "delay: 2s")
 
 
 # --- SMTP sink that notes arrival times --------------------------------------------------------
