@@ -1,6 +1,7 @@
 """Progress of runs for operators: a live bar per run, and a summary table."""
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -68,4 +69,5 @@ def status_table(rt: Runtime, limit: int, echo: Callable[[str], None], console: 
         table.add_row(str(run.id), f"{run.campaign}/{run.step}", run.occurrence.strftime("%Y-%m-%d %H:%M"),
                       run.status, *(str(counts[s]) for s in ("sent", "retry", "failed", "skipped", "unknown")),
                       str(total - done))
-    (console or Console()).print(table)
+    # a log or a pipe gets the full table, not one squeezed into 80 columns
+    (console or Console(width=None if sys.stdout.isatty() else 140)).print(table)
