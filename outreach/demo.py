@@ -198,7 +198,7 @@ def _run(root: Path, settings: Settings, var: Path, secret: str, timeout: float,
 
 def _send_and_watch(settings: Settings, services: Services, worker: subprocess.Popen, timeout: float,
                     started: float, console: Console) -> int:
-    from . import dispatch
+    from . import dispatch, store
     from .celery_app import make_app
     from .progress import watch
     from .runtime import Runtime
@@ -217,10 +217,16 @@ def _send_and_watch(settings: Settings, services: Services, worker: subprocess.P
         for step in campaign.steps:
             occurrence = next_occurrence(campaign, step, now)
             run_id = dispatch.create_run_now(rt, campaign, step, now, occurrence=occurrence, due_at=now)
-            if run_id is None:
-                already += 1
-            else:
+            if run_id is not None:
                 run_ids.append(run_id)
+                continue
+            # made by an earlier demo run: finish what it left (e.g. after Ctrl-C), resend nothing
+            earlier = store.find_run(rt.engine, campaign.name, step.id, occurrence)
+            counts = store.run_progress(rt.engine, earlier.id) if earlier else {}
+            if any(counts.get(state) for state in store.ACTIVE_STATES):
+                run_ids.append(earlier.id)
+            else:
+                already += 1
     if already:
         console.print(f"{already} step occurrence(s) were already sent by an earlier demo run: not sending "
                       "them again (use --fresh to start over)")
