@@ -25,7 +25,7 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def test_ctrl_c_stops_every_process_it_started(tmp_path):
+def test_ctrl_c_stops_everything_and_a_second_run_finishes_without_resending(tmp_path):
     # given a copy of the sample project and no external Redis or database configured
     project = tmp_path / "project"
     for part in ("config", "templates"):
@@ -54,3 +54,11 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path):
     assert "Interrupted" in out
     time.sleep(0.5)
     assert processes_mentioning(str(project)) == []
+    # and when run again, it finishes the interrupted runs: one valid email per eligible
+    # subscriber per email step in the outbox, none twice (the CI smoke check, on this copy)
+    again = subprocess.run([sys.executable, "-m", "outreach", "--root", str(project), "demo"], env=env,
+                           capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0, again.stdout + again.stderr
+    check = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_demo.py"), str(project)], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
