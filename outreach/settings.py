@@ -296,7 +296,7 @@ def _inject_secrets(data: dict[str, Any], env: dict[str, str]) -> None:
                 continue
             account.setdefault("name", name)
             for secret in secrets:
-                var = f"{ENV_PREFIX}{tag}_{_env_name(name)}_{secret.upper()}"
+                var = f"{ENV_PREFIX}{tag}_{account_env_name(name)}_{secret.upper()}"
                 if env.get(var):
                     account[secret] = env[var]
                 elif secret != "username" and secret in account:
@@ -305,5 +305,6 @@ def _inject_secrets(data: dict[str, Any], env: dict[str, str]) -> None:
                                                     "secrets may not live in YAML", f"set {var} in the environment or .env")])
 
 
-def _env_name(account: str) -> str:
+def account_env_name(account: str) -> str:
+    """The part of an account's secret variables that names it: `news-letters` → NEWS_LETTERS."""
     return re.sub(r"[^A-Za-z0-9]", "_", account).upper()

@@ -15,7 +15,7 @@ from functools import lru_cache
 from ..errors import (ChannelConfigurationError, DeliveryError, PermanentError, RateLimited,
                       RecipientRejected, TransientError)
 from ..mime import build_email, check_address, make_message_id, normalize_message_id, sign_dkim
-from ..settings import Limit, SmtpAccount, _env_name
+from ..settings import Limit, SmtpAccount, account_env_name
 from .base import Channel, OutgoingEmail, SendResult
 
 __all__ = ["SmtpChannel", "classify_reply"]
@@ -161,7 +161,7 @@ class SmtpChannel(Channel):
     def __init__(self, account: SmtpAccount) -> None:
         self.account = account
         self._key = f"email.accounts.{account.name or '<name>'}"
-        self._password_var = f"OUTREACH_SMTP_{_env_name(account.name or 'NAME')}_PASSWORD"
+        self._password_var = f"OUTREACH_SMTP_{account_env_name(account.name or 'NAME')}_PASSWORD"
         _, addr = parseaddr(account.from_)
         try:
             self.envelope_from = check_address(addr)

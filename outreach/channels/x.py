@@ -18,7 +18,7 @@ from twitter_text import parse_tweet
 
 from ..errors import (ChannelConfigurationError, DeliveryError, DuplicateContent, PermanentError,
                       RateLimited, TransientError)
-from ..settings import Limit, XAccount, _env_name
+from ..settings import Limit, XAccount, account_env_name
 from .base import Channel, OutgoingTweet, SendResult
 
 __all__ = ["XChannel", "XClient", "tweet_length", "MAX_WEIGHTED_LENGTH"]
@@ -74,7 +74,7 @@ class XChannel(Channel):
         self.timeout = timeout
         self._client: XClient | None = None
         self._user_auth = True
-        self._env = f"OUTREACH_X_{_env_name(account.name or 'NAME')}_"
+        self._env = f"OUTREACH_X_{account_env_name(account.name or 'NAME')}_"
 
     # --- capabilities -----------------------------------------------------------------
 
