@@ -91,6 +91,8 @@ class Runtime:
                 if report.ok:
                     valid.update(report.campaigns.campaigns)
             self._campaigns, self._signature = valid, signature
+            # templates changed too, perhaps: a new composer (renderer, render cache) reads them
+            self.__dict__.pop("composer", None)
         return self._campaigns
 
     def segments(self, refresh: bool = False) -> dict[str, Filter]:

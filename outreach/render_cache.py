@@ -1,0 +1,126 @@
+"""Render a step once per distinct personalization instead of once per recipient.
+
+A newsletter usually depends on a few subscriber fields (a first name, a city, a donor tier)
+and on per-recipient links. When static analysis of the templates proves that this is all
+they read, the rendered parts are cached by the values of exactly those fields, rendered with
+placeholder links, and each recipient's signed links are put in afterwards: escaped as Jinja
+would in HTML, as is in text. The output is byte-for-byte what a full render gives (tested
+on every sample campaign and subscriber).
+
+The analysis refuses (no caching, a full render per recipient) whenever it cannot be sure:
+a link used anywhere but as a plain `{{ links.x }}` output (a filter could transform it), the
+subscriber used other than as `subscriber.FIELD` / `subscriber.attrs.NAME`, a `random` filter
+or `lipsum`, a dynamic include, or a text part derived from HTML (html2text rewrites URLs).
+"""
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from jinja2 import meta, nodes
+from markupsafe import escape
+
+from .templating import RECIPIENT_FIELDS, Recipient, Renderer, RenderedEmail
+
+LINK_FIELDS = ("unsubscribe", "view_in_browser", "unsubscribe_mailto")
+_NONDETERMINISTIC = frozenset({"random", "lipsum"})
+Path = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The subscriber fields a step's templates read: the cache key of a rendering."""
+
+    fields: tuple[Path, ...]
+
+    def key(self, recipient: Recipient) -> tuple:
+        out = []
+        for path in self.fields:
+            value = recipient.attrs.get(path[1]) if path[0] == "attrs" else getattr(recipient, path[0])
+            out.append(value if isinstance(value, (str, int, float, bool, tuple, type(None))) else repr(value))
+        return tuple(out)
+
+
+def plan_for(renderer: Renderer, names: list[str]) -> Plan | None:
+    """A Plan when every template (with what it extends/includes) is safe to cache, else None."""
+    fields: set[Path] = set()
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        source = renderer.env.loader.get_source(renderer.env, name)[0]  # type: ignore[union-attr]
+        ast = renderer.env.parse(source)
+        refs = list(meta.find_referenced_templates(ast))
+        if None in refs:
+            return None  # an include whose name is computed: cannot see what it reads
+        todo.extend(r for r in refs if r)
+        for node, parent, grand in _walk(ast):
+            if isinstance(node, nodes.Name) and node.ctx == "load":
+                if node.name in _NONDETERMINISTIC:
+                    return None
+                if node.name == "links":
+                    if not (isinstance(parent, nodes.Getattr) and parent.attr in LINK_FIELDS
+                            and isinstance(grand, nodes.Output)):
+                        return None
+                elif node.name == "subscriber":
+                    path = _subscriber_path(parent, grand)
+                    if path is None:
+                        return None
+                    fields.add(path)
+            elif isinstance(node, nodes.Filter) and node.name in _NONDETERMINISTIC:
+                return None
+    return Plan(tuple(sorted(fields)))
+
+
+def _subscriber_path(parent: nodes.Node | None, grand: nodes.Node | None) -> Path | None:
+    if not isinstance(parent, nodes.Getattr) or parent.attr not in RECIPIENT_FIELDS:
+        return None
+    if parent.attr != "attrs":
+        return (parent.attr,)
+    if isinstance(grand, nodes.Getattr):
+        return ("attrs", grand.attr)
+    return None  # the whole attrs mapping: too much to key on
+
+
+def _walk(node: nodes.Node, parent: nodes.Node | None = None,
+          grand: nodes.Node | None = None) -> Iterator[tuple[nodes.Node, nodes.Node | None, nodes.Node | None]]:
+    yield node, parent, grand
+    for child in node.iter_child_nodes():
+        yield from _walk(child, node, parent)
+
+
+class RenderCache:
+    """Bounded LRU of renderings with placeholder links, per (campaign, step, key)."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple, RenderedEmail] = OrderedDict()
+        # letters and digits only: unchanged by HTML escaping, never found in real content
+        self.placeholders = {f: f"zq{secrets.token_hex(12)}{f.replace('_', '')}qz" for f in LINK_FIELDS}
+
+    def get(self, key: tuple) -> RenderedEmail | None:
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+        return item
+
+    def put(self, key: tuple, value: RenderedEmail) -> None:
+        self._items[key] = value
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def fill(self, rendered: RenderedEmail, links: dict[str, str | None]) -> RenderedEmail:
+        subject, html, text = rendered.subject, rendered.html, rendered.text
+        for field, mark in self.placeholders.items():
+            value = links.get(field)
+            if value is None:
+                continue  # never rendered with a value: its placeholder cannot be in the output
+            subject = subject.replace(mark, value)
+            html = html.replace(mark, str(escape(value)))
+            text = text.replace(mark, value)
+        return RenderedEmail(subject=subject, html=html, text=text)
