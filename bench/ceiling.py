@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlalchemy as sa
 
 
 @dataclass

@@ -73,7 +73,7 @@ def normalize_email(address: str) -> str:
         if at and len(text) <= 254 and len(local) <= 64 and _SIMPLE_LOCAL.match(local):
             return f"{local}@{_domain(domain)}"
         return validate_email(text, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
+    except EmailNotValidError:
         # re-validate the whole address so the message is the one for this address
         try:
             validate_email(text, check_deliverability=False)

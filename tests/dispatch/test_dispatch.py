@@ -223,7 +223,6 @@ def test_local_time_step_gets_each_recipients_own_due_time(runtime, engine, proj
     store.add_subscriber(engine, "ny@example.org", status="confirmed", tags=["advocacy"], timezone="America/New_York")
     store.add_subscriber(engine, "nozone@example.org", status="confirmed", tags=["advocacy"])
     rt = Runtime(project.settings(), engine=engine, redis=redis_client)
-    campaign = rt.campaigns()["alert"]
     occ = datetime(2030, 1, 15, 8, 0, tzinfo=UTC)  # 09:00 in Paris
     run_id = store.create_run(engine, "alert", "mail", occ)
     dispatch.plan_run(rt, run_id)
