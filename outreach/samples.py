@@ -1,15 +1,18 @@
-"""Sample recipients for validate and preview, from config/subscribers.csv when present."""
+"""Sample recipients for validate and preview, from config/subscribers.csv when present.
+
+The file is read with the importer's own parser (store/subscribers.py), so a sample row is
+validated exactly like an imported one; bad rows are left out here (`outreach subscribers
+import` names them).
+"""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from .settings import Settings
+from .store.subscribers import read_csv
 from .templating import Recipient
 
 SAMPLE_FILE = "subscribers.csv"
-_KNOWN = {"email", "name", "city", "country", "timezone", "language", "tags", "status",
-          "consent_source", "consent_at"}
 
 FALLBACK = Recipient(email="sample@example.org", name="Sam Sample", city="Toronto", country="CA",
                      timezone="America/Toronto", language="en", tags=("supporter",))
@@ -23,22 +26,8 @@ def sample_recipients(settings: Settings) -> list[Recipient]:
     path = sample_file(settings)
     if not path.is_file():
         return [FALLBACK]
-    out: list[Recipient] = []
-    with path.open(newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            if not row.get("email"):
-                continue
-            out.append(recipient_from_row(row))
+    with path.open("rb") as fh:
+        out = [Recipient(email=r.email, name=r.name, city=r.city, country=r.country, timezone=r.timezone,
+                         language=r.language, tags=tuple(r.tags or ()), attrs=dict(r.attrs))
+               for r in read_csv(fh, str(path), lambda _line: None)]
     return out or [FALLBACK]
-
-
-def recipient_from_row(row: dict[str, str | None]) -> Recipient:
-    def get(key: str) -> str | None:
-        value = (row.get(key) or "").strip()
-        return value or None
-
-    tags = tuple(t.strip() for t in (row.get("tags") or "").split(";") if t.strip())
-    attrs = {k: v for k, v in row.items() if k not in _KNOWN and k is not None and v not in (None, "")}
-    return Recipient(email=(row.get("email") or "").strip(), name=get("name"), city=get("city"),
-                     country=(get("country") or "").upper() or None, timezone=get("timezone"),
-                     language=get("language"), tags=tags, attrs=attrs)
