@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from .store.schema import subscriber_tags, subscribers, suppressions
-from .store.subscribers import normalize_email
+from .errors import DataError
+from .store.subscribers import get_subscriber
 from .templating import Recipient
 
 _s, _t, _x = subscribers, subscriber_tags, suppressions
@@ -50,14 +51,10 @@ def load_recipients(bind: sa.Engine | sa.Connection, ids: Iterable[int]) -> dict
 
 def recipient_by_email(bind: sa.Engine, email: str) -> Recipient | None:
     try:
-        key = normalize_email(email)
-    except Exception:
+        row = get_subscriber(bind, email)
+    except DataError:  # not an address at all: nobody has it
         return None
-    with bind.connect() as conn:
-        row = conn.execute(sa.select(_s.c.id).where(sa.func.lower(_s.c.email) == key.lower())).first()
-    if row is None:
-        return None
-    return load_recipients(bind, [row.id])[row.id].recipient
+    return None if row is None else load_recipients(bind, [row.id])[row.id].recipient
 
 
 def _recipient(row: sa.Row, tags: Iterable[str]) -> Recipient:

@@ -39,6 +39,7 @@ class Runtime:
         # "fake": every channel is the recording fake (dry runs and tests).
         self.channel_override = channel_override
         self._campaigns: dict[str, Campaign] = {}
+        self._segments: dict[str, Filter] = {}
         self._signature: tuple | None = None
         self._fakes: dict[str, Channel] = {}
 
@@ -83,22 +84,23 @@ class Runtime:
         if signature != self._signature:
             from .validation import validate
 
+            segments = segments_for(self.settings)
             valid: dict[str, Campaign] = {}
             for path in campaign_files(self.settings):
-                report = validate(self.settings, [path], segments=self.segments(refresh=True))
+                report = validate(self.settings, [path], segments=segments)
                 for problem in report.problems:
                     log.error("campaign not scheduled: %s", problem)
                 if report.ok:
                     valid.update(report.campaigns.campaigns)
-            self._campaigns, self._signature = valid, signature
+            self._campaigns, self._segments, self._signature = valid, segments, signature
             # templates changed too, perhaps: a new composer (renderer, render cache) reads them
             self.__dict__.pop("composer", None)
         return self._campaigns
 
-    def segments(self, refresh: bool = False) -> dict[str, Filter]:
-        if refresh or "_segments" not in self.__dict__:
-            self.__dict__["_segments"] = segments_for(self.settings)
-        return self.__dict__["_segments"]
+    def segments(self) -> dict[str, Filter]:
+        """The segments the current campaigns were validated against (read with them)."""
+        self.campaigns()
+        return self._segments
 
     # --- channels ------------------------------------------------------------------------
 

@@ -53,14 +53,15 @@ def validate(settings: Settings, paths: list[Path] | None = None,
             problems.extend(exc.problems)
     campaigns = load_campaigns(settings, paths)
     problems.extend(campaigns.problems)
-    renderer = Renderer(settings.path(settings.templates_dir), settings.organization)
+    # one composer for every step: the dynamic pass composes exactly as the sender would
+    composer = Composer(settings, LinkSigner(settings.secret_key or "validation-only", settings.base_url))
     recipients = sample_recipients(settings)
     checked_templates: set[str] = set()
     for campaign in campaigns.campaigns.values():
         problems.extend(_check_audience(campaign, segments))
         for i, step in enumerate(campaign.steps):
             problems.extend(_check_account(settings, campaign, i, step))
-            problems.extend(_check_templates(settings, renderer, campaign, i, step, recipients,
+            problems.extend(_check_templates(settings, composer, campaign, i, step, recipients,
                                              checked_templates))
     # the same partial used by several steps is reported once
     return Report(campaigns, list(dict.fromkeys(problems)))
@@ -86,8 +87,9 @@ def _check_account(settings: Settings, campaign: Campaign, i: int, step: Step) -
         yield Problem(campaign.source, campaign.line(("steps", i, "account")), f"steps[{i}].account", str(exc))
 
 
-def _check_templates(settings: Settings, renderer: Renderer, campaign: Campaign, i: int, step: Step,
+def _check_templates(settings: Settings, composer: Composer, campaign: Campaign, i: int, step: Step,
                      recipients: list[Recipient], checked: set[str]) -> Iterator[Problem]:
+    renderer = composer.renderer
     loc = ("steps", i, "template")
     field = f"steps[{i}].template"
     templates_dir = renderer.templates_dir
@@ -136,8 +138,6 @@ def _check_templates(settings: Settings, renderer: Renderer, campaign: Campaign,
 
     # dynamic pass: compose for each sample recipient exactly as the sender would; this
     # catches lookups that fail only for some data (a country with no entry, say)
-    composer = Composer(settings, LinkSigner(settings.secret_key or "validation-only", settings.base_url),
-                        renderer)
     try:
         if step.channel == "email":
             for recipient in recipients:
