@@ -102,11 +102,7 @@ def worker(ctx: click.Context, queues: str, concurrency: int, loglevel: str) -> 
     if unknown:
         raise click.UsageError(f"unknown queue(s) {', '.join(unknown)}; use {', '.join(QUEUES)}")
     _export_root(ctx)
-    from .celery_app import make_app
-
-    settings = _obj(ctx).settings
-    app = make_app(os.environ.get("OUTREACH_BROKER_URL") or settings.redis_url, settings.dispatch.tick_seconds)
-    app.set_current()
+    app = _use_app(ctx)
     # a unique node name per worker: several workers of the same queues on one host must not
     # answer each other's pings (Celery warns about duplicate node names)
     app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "-l", loglevel, "-E",
@@ -121,13 +117,9 @@ def worker(ctx: click.Context, queues: str, concurrency: int, loglevel: str) -> 
 def beat(ctx: click.Context, loglevel: str, schedule_file: str) -> None:
     """Start the single Celery beat that sends the periodic tick."""
     _export_root(ctx)
-    from .celery_app import make_app
-
-    settings = _obj(ctx).settings
-    path = settings.path(Path(schedule_file))
+    path = _obj(ctx).settings.path(Path(schedule_file))
     path.parent.mkdir(parents=True, exist_ok=True)
-    app = make_app(os.environ.get("OUTREACH_BROKER_URL") or settings.redis_url, settings.dispatch.tick_seconds)
-    app.set_current()
+    app = _use_app(ctx)
     app.start(["beat", "-l", loglevel, "-s", str(path)])
 
 
