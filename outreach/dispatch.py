@@ -184,15 +184,13 @@ def _send_run_group(rt: Runtime, run_id: int, rows: list[sa.Row], report: BatchR
     step = _step(campaign, run.step) if run else None
     if campaign is None or step is None:
         # Someone broke the YAML mid-run: hold the deliveries, don't fail them.
-        for row in rows:
-            store.record_retry(rt.engine, row.id, f"campaign {run.campaign if run else '?'} does not "
-                               "validate or no longer exists; fix it and the run resumes", now_utc() + timedelta(minutes=5))
-            report.retried += 1
+        _hold(rt, rows, f"campaign {run.campaign if run else '?'} does not validate or no longer exists; "
+              "fix it and the run resumes", now_utc() + timedelta(minutes=5), report)
         return
     try:
         channel = rt.channel(step.channel, step.account)
     except ChannelConfigurationError as exc:
-        _hold(rt, rows, str(exc), timedelta(minutes=10), report)
+        _hold(rt, rows, str(exc), now_utc() + timedelta(minutes=10), report)
         return
 
     recipients = load_recipients(rt.engine, [r.subscriber_id for r in rows if r.subscriber_id]) \
@@ -245,9 +243,7 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel, rows: list[
             until = now_utc() + timedelta(seconds=exc.retry_after)
             rt.limiter.pause(channel.limit_key, until.timestamp())
             _save_progress(rt, row, exc)
-            for later_row in rows[i:]:
-                store.record_retry(rt.engine, later_row.id, f"rate limited by provider: {exc}", until)
-                report.retried += 1
+            _hold(rt, rows[i:], f"rate limited by provider: {exc}", until, report)
             return
         except RecipientRejected as exc:
             store.record_failed(rt.engine, row.id, str(exc), bounced=exc.hard_bounce)
@@ -259,7 +255,7 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel, rows: list[
             store.record_failed(rt.engine, row.id, str(exc))
             report.failed += 1
         except ChannelConfigurationError as exc:
-            _hold(rt, rows[i:], str(exc), timedelta(minutes=10), report)
+            _hold(rt, rows[i:], str(exc), now_utc() + timedelta(minutes=10), report)
             return
         except TransientError as exc:
             _save_progress(rt, row, exc)
@@ -288,10 +284,11 @@ def backoff(rt: Runtime, attempts: int) -> timedelta:
     return timedelta(seconds=random.uniform(cap / 2, cap))
 
 
-def _hold(rt: Runtime, rows: Sequence[sa.Row], error: str, delay: timedelta, report: BatchReport) -> None:
-    log.error("channel cannot send: %s", error)
+def _hold(rt: Runtime, rows: Sequence[sa.Row], error: str, until: datetime, report: BatchReport) -> None:
+    """Put rows back as `retry` until `until` without sending them (nothing was attempted)."""
+    log.warning("holding %d deliveries until %s: %s", len(rows), until.isoformat(), error)
     for row in rows:
-        store.record_retry(rt.engine, row.id, error, now_utc() + delay)
+        store.record_retry(rt.engine, row.id, error, until)
         report.retried += 1
 
 
