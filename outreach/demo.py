@@ -264,7 +264,7 @@ def summary(rt, services: Services, run_ids: list[int], elapsed: float, console:
         run = store.get_run(rt.engine, run_id)
         step = rt.campaigns()[run.campaign].step(run.step)
         c = store.run_progress(rt.engine, run_id)
-        remaining = c["pending"] + c["queued"] + c["sending"] + c["retry"]
+        remaining = sum(c[s] for s in store.ACTIVE_STATES)
         problems += remaining + c["failed"] + c["unknown"]
         totals["sent"] += c["sent"]
         table.add_row(str(run_id), f"{run.campaign} / {run.step}", step.channel, str(c["sent"]), str(c["failed"]),
