@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import html as html_module
 import random
 import re
 import shutil
@@ -58,8 +59,18 @@ def assert_wire_format(data: bytes) -> None:
     lines = data.split(b"\r\n")
     assert max(map(len, lines)) <= 998
     head, _, body = data.partition(b"\r\n\r\n")
-    for line in body.split(b"\r\n"):
-        assert len(line) <= 76, line  # RFC 2045: encoded lines at most 76
+    for part in roundtrip(data).walk():
+        if part.is_multipart():
+            continue
+        cte = part["Content-Transfer-Encoding"]
+        raw = part.get_payload()
+        if cte == "7bit":
+            assert raw.isascii() and "\x00" not in raw
+            assert not re.search(r"(^|\n)From ", raw), "an unencoded line starting with 'From '"
+        else:
+            assert cte in ("quoted-printable", "base64"), cte
+            for line in raw.splitlines():
+                assert len(line) <= 76, line  # RFC 2045: encoded lines at most 76
     for line in head.split(b"\r\n"):
         if not line.startswith(b"List-Unsubscribe:"):
             assert len(line) <= 78, line
@@ -107,7 +118,43 @@ def test_both_parts_decode_to_the_originals():
     assert (plain.get_content_type(), html.get_content_type()) == ("text/plain", "text/html")
     assert plain.get_content_charset() == html.get_content_charset() == "utf-8"
     assert text_of(plain) == TEXT
-    assert text_of(html) == HTML
+    # the HTML's emoji and Korean travel as character references: the same document
+    assert html_module.unescape(text_of(html)) == html_module.unescape(HTML)
+    assert "&#127997;" in text_of(html) and "✊" not in text_of(html)
+
+
+def test_ascii_parts_go_unencoded_and_other_text_quoted_printable():
+    # given an ASCII text part with dot lines, and an HTML part with a non-ASCII name
+    text = "Dear Ana,\n.\n. a dot line\nequals = sign\ntrailing   \n" + "x" * 900 + "\n"
+    html = '<style>p { color: red }</style><p class="x">Dear Zoë 🌍 &amp; friends</p>'
+    data = build_email(make(text=text, html=html), FROM, None, "x.org")
+    # when parsed back
+    plain, part = roundtrip(data).iter_parts()
+    # then both are 7bit and decode to what was meant
+    assert_wire_format(data)
+    assert plain["Content-Transfer-Encoding"] == part["Content-Transfer-Encoding"] == "7bit"
+    assert text_of(plain) == text
+    assert text_of(part) == '<style>p { color: red }</style><p class="x">Dear Zo&#235; &#127757; &amp; friends</p>'
+    assert html_module.unescape(text_of(part)) == html_module.unescape(html)
+    # and latin text is quoted-printable
+    latin = roundtrip(build_email(make(text="Dear Zoë, thank you for standing with us.\n", html=html), FROM, None, "x.org"))
+    assert next(latin.iter_parts())["Content-Transfer-Encoding"] == "quoted-printable"
+
+
+@pytest.mark.parametrize("html", [
+    "<style>p::before { content: '→' }</style><p>Zoë</p>",     # CSS does not read &#...;
+    "<p>x</p><STYLE media=all>p { content: 'é' }</Style ><p>Zoë</p>",
+    "<p>Zoë</p><style>/* never closed: é */",
+    "<script type='application/ld+json'>{\"name\": \"Zoë\"}</script><p>x</p>",
+    "<p>" + "y" * 999 + "</p>",                                 # longer than a 7bit line may be
+    "From the coordinators\n<p>hi</p>",                         # mbox readers would add '>'
+])
+def test_html_that_character_references_cannot_carry_is_encoded_exactly(html):
+    data = build_email(make(html=html), FROM, None, "x.org")
+    assert_wire_format(data)
+    part = list(roundtrip(data).iter_parts())[1]
+    assert part["Content-Transfer-Encoding"] == "quoted-printable"
+    assert text_of(part) == html
 
 
 def test_lines_starting_with_from_are_protected_on_the_wire():
@@ -122,7 +169,7 @@ def test_mostly_korean_text_is_base64_and_latin_text_quoted_printable():
     data = build_email(make(text=KOREAN * 20, html="<p>Hello</p>"), FROM, None, "x.org")
     plain, html = roundtrip(data).iter_parts()
     assert plain["Content-Transfer-Encoding"] == "base64"
-    assert html["Content-Transfer-Encoding"] == "quoted-printable"
+    assert html["Content-Transfer-Encoding"] == "7bit"
     assert text_of(plain) == KOREAN * 20
     assert_wire_format(data)
 
