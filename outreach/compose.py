@@ -59,9 +59,8 @@ class Composer:
         key = (campaign.name, step.id, tuple(v is None for v in marks.values()), plan.key(recipient))
         cached = self.cache.get(key)
         if cached is None:
-            cached = self.renderer.email(step.template,
-                                         self.renderer.context(campaign, step, recipient, Links(**marks)))
-            self.cache.put(key, cached)
+            cached = self.cache.put(key, self.renderer.email(
+                step.template, self.renderer.context(campaign, step, recipient, Links(**marks))))
         return self.cache.fill(cached, real)
 
     def _plan(self, template: str) -> Plan | None:

@@ -14,6 +14,7 @@ or `lipsum`, a dynamic include, or a text part derived from HTML (html2text rewr
 """
 from __future__ import annotations
 
+import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -95,32 +96,51 @@ def _walk(node: nodes.Node, parent: nodes.Node | None = None,
 
 
 class RenderCache:
-    """Bounded LRU of renderings with placeholder links, per (campaign, step, key)."""
+    """Bounded LRU of renderings with placeholder links, per (campaign, step, key).
+
+    A rendering is kept split at its placeholders, so putting one recipient's links in is a
+    join of a few pieces instead of a replace over every part per link."""
 
     def __init__(self, size: int = 20_000) -> None:
         self.size = size
-        self._items: OrderedDict[tuple, RenderedEmail] = OrderedDict()
+        self._items: OrderedDict[tuple, tuple[_Pieces, _Pieces, _Pieces]] = OrderedDict()
         # letters and digits only: unchanged by HTML escaping, never found in real content
         self.placeholders = {f: f"zq{secrets.token_hex(12)}{f.replace('_', '')}qz" for f in LINK_FIELDS}
+        self._field_of = {mark: f for f, mark in self.placeholders.items()}
+        self._split = re.compile("(" + "|".join(self.placeholders.values()) + ")").split
 
-    def get(self, key: tuple) -> RenderedEmail | None:
+    def get(self, key: tuple) -> tuple[_Pieces, _Pieces, _Pieces] | None:
         item = self._items.get(key)
         if item is not None:
             self._items.move_to_end(key)
         return item
 
-    def put(self, key: tuple, value: RenderedEmail) -> None:
-        self._items[key] = value
+    def put(self, key: tuple, rendered: RenderedEmail) -> tuple[_Pieces, _Pieces, _Pieces]:
+        """Keep `rendered` (made with placeholder links); return it in the form `fill` takes."""
+        item = (self._pieces(rendered.subject), self._pieces(rendered.html), self._pieces(rendered.text))
+        self._items[key] = item
         if len(self._items) > self.size:
             self._items.popitem(last=False)
+        return item
 
-    def fill(self, rendered: RenderedEmail, links: dict[str, str | None]) -> RenderedEmail:
-        subject, html, text = rendered.subject, rendered.html, rendered.text
-        for field, mark in self.placeholders.items():
-            value = links.get(field)
-            if value is None:
-                continue  # never rendered with a value: its placeholder cannot be in the output
-            subject = subject.replace(mark, value)
-            html = html.replace(mark, str(escape(value)))
-            text = text.replace(mark, value)
-        return RenderedEmail(subject=subject, html=html, text=text)
+    def fill(self, item: tuple[_Pieces, _Pieces, _Pieces], links: dict[str, str | None]) -> RenderedEmail:
+        """The rendering with these links in: escaped as Jinja would in HTML, as is in text.
+        A placeholder is only ever in a rendering whose link was not None."""
+        plain = {f: v for f, v in links.items() if v is not None}
+        escaped = {f: str(escape(v)) for f, v in plain.items()}
+        subject, html, text = item
+        return RenderedEmail(subject=_join(subject, plain), html=_join(html, escaped), text=_join(text, plain))
+
+    def _pieces(self, text: str) -> _Pieces:
+        parts = self._split(text)
+        # odd positions hold the placeholders that split matched: name the link instead
+        return tuple(self._field_of[p] if i % 2 else p for i, p in enumerate(parts))
+
+
+_Pieces = tuple[str, ...]  # literal, link name, literal, link name, ..., literal
+
+
+def _join(pieces: _Pieces, values: dict[str, str]) -> str:
+    if len(pieces) == 1:
+        return pieces[0]
+    return "".join([values[p] if i % 2 else p for i, p in enumerate(pieces)])
