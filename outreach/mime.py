@@ -94,6 +94,8 @@ def _encoded_words(text: str, first: int) -> list[str]:
     """RFC 2047 B encoded-words, each ≤75 characters, the first ≤ `first` characters."""
     words: list[str] = []
     budget = (min(first, 75) - 12) // 4 * 3  # bytes that fit: "=?utf-8?b?" + base64 + "?="
+    if len(text) * 4 <= budget or len(text.encode("utf-8")) <= budget:
+        return [_b_word(text)]  # the usual short name or subject: one word, no per-character count
     chunk: list[str] = []
     size = 0
     for ch in text:
