@@ -24,6 +24,7 @@ from outreach.store import (
     record_progress,
     record_retry,
     record_sent,
+    record_sent_many,
     requeue_unknown,
     run_progress,
     suppress,
@@ -305,3 +306,18 @@ def test_cancel_run_skips_what_was_not_sent(engine):
     progress = run_progress(engine, run_id)
     assert (progress["sent"], progress["sending"], progress["skipped"]) == (1, 1, 1)
     assert due_deliveries(engine, "email", T0 + timedelta(days=1), 10) == [ids[1]]  # lease expiry still seen
+
+
+def test_sent_outcomes_recorded_together_write_one_event_per_delivery_moved(engine):
+    # given three claimed deliveries, one of them already recorded sent
+    run_id, ids = _planned_run(engine, 3)
+    claim(engine, ids, "w1", T0 + LEASE, now=T0)
+    assert record_sent(engine, ids[0], "<first@mail>")
+    # when all three are recorded sent in one batch
+    record_sent_many(engine, [(i, run_id, f"<{i}@mail>") for i in ids])
+    # then each is sent with its own provider id, and the one sent before keeps its first record
+    assert [get_delivery(engine, i).provider_id for i in ids] == ["<first@mail>", f"<{ids[1]}@mail>",
+                                                                   f"<{ids[2]}@mail>"]
+    assert {get_delivery(engine, i).state for i in ids} == {"sent"}
+    assert [[e.kind for e in delivery_events_of(engine, i)] for i in ids] == [["sent"]] * 3
+    assert run_progress(engine, run_id)["sent"] == 3
