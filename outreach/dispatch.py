@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
 from . import store
 from .audience import audience_select
 from .campaigns import Campaign, Step
-from .errors import (ChannelConfigurationError, PermanentError, RateLimited, RecipientRejected,
+from .channels.base import SendResult
+from .errors import (ChannelConfigurationError, DeliveryError, PermanentError, RateLimited, RecipientRejected,
                      TemplateRenderError, TransientError)
 from .recipients import load_recipients
 from .runtime import Runtime
@@ -232,40 +234,32 @@ FLUSH_EVERY = 50  # sent outcomes recorded per transaction; bounds the `unknown`
 
 def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel, rows: list[sa.Row], recipients: dict,
                sent: list[tuple[int, int, str | None]], report: BatchReport) -> None:
-    for i, row in enumerate(rows):
-        try:
-            if step.channel == "email":
-                payload = rt.composer.email(campaign, step, recipients[row.subscriber_id].recipient)
-            else:
-                payload = rt.composer.tweet(campaign, step, tuple((row.progress or {}).get("posted_ids", ())))
-            result = channel.send(payload)
-        except RateLimited as exc:
-            until = now_utc() + timedelta(seconds=exc.retry_after)
-            rt.limiter.pause(channel.limit_key, until.timestamp())
-            _save_progress(rt, row, exc)
-            _hold(rt, rows[i:], f"rate limited by provider: {exc}", until, report)
-            return
-        except RecipientRejected as exc:
-            store.record_failed(rt.engine, row.id, str(exc), bounced=exc.hard_bounce)
-            if exc.hard_bounce:
-                store.suppress(rt.engine, row.recipient, "hard bounce", source=str(exc)[:200])
-            report.failed += 1
-        except (PermanentError, TemplateRenderError) as exc:
-            _save_progress(rt, row, exc)
-            store.record_failed(rt.engine, row.id, str(exc))
-            report.failed += 1
-        except ChannelConfigurationError as exc:
-            _hold(rt, rows[i:], str(exc), now_utc() + timedelta(minutes=10), report)
-            return
-        except TransientError as exc:
-            _save_progress(rt, row, exc)
-            if row.attempts >= rt.settings.dispatch.max_attempts:
-                store.record_failed(rt.engine, row.id, f"gave up after {row.attempts} attempts: {exc}")
-                report.failed += 1
-            else:
-                store.record_retry(rt.engine, row.id, str(exc), now_utc() + backoff(rt, row.attempts))
-                report.retried += 1
-        else:
+    """Compose and send `rows` in order through `channel.send_many`, recording each outcome.
+
+    Payloads are composed lazily, as the channel asks for the next one, so with SMTP
+    pipelining the next message is rendered while the last is on the wire. An outcome that
+    concerns the account (provider rate limit, broken configuration) stops the feed: what
+    was in flight still reports back, and what was never handed over is held unsent."""
+    waiting = {row.id: row for row in rows}  # no outcome yet
+    stop: list[tuple[str, datetime]] = []     # (why, until when) once the rest must wait
+
+    def payloads() -> Iterator[tuple[sa.Row, Any]]:
+        for row in rows:
+            if stop:
+                return
+            try:
+                if step.channel == "email":
+                    payload = rt.composer.email(campaign, step, recipients[row.subscriber_id].recipient)
+                else:
+                    payload = rt.composer.tweet(campaign, step, tuple((row.progress or {}).get("posted_ids", ())))
+            except (DeliveryError, TemplateRenderError) as exc:
+                outcome(row, exc)
+                continue
+            yield row, payload
+
+    def outcome(row: sa.Row, result: SendResult | Exception) -> None:
+        del waiting[row.id]
+        if isinstance(result, SendResult):
             if result.progress:
                 store.record_progress(rt.engine, row.id, {"posted_ids": list(result.progress)})
             if result.limit_hint:
@@ -275,6 +269,41 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel, rows: list[
             if len(sent) >= FLUSH_EVERY:
                 store.record_sent_many(rt.engine, sent)
                 sent.clear()
+        elif isinstance(result, RateLimited):
+            until = now_utc() + timedelta(seconds=result.retry_after)
+            rt.limiter.pause(channel.limit_key, until.timestamp())
+            _save_progress(rt, row, result)
+            _hold(rt, [row], f"rate limited by provider: {result}", until, report)
+            stop.append((f"rate limited by provider: {result}", until))
+        elif isinstance(result, RecipientRejected):
+            store.record_failed(rt.engine, row.id, str(result), bounced=result.hard_bounce)
+            if result.hard_bounce:
+                store.suppress(rt.engine, row.recipient, "hard bounce", source=str(result)[:200])
+            report.failed += 1
+        elif isinstance(result, (PermanentError, TemplateRenderError)):
+            _save_progress(rt, row, result)
+            store.record_failed(rt.engine, row.id, str(result))
+            report.failed += 1
+        elif isinstance(result, ChannelConfigurationError):
+            until = now_utc() + timedelta(minutes=10)
+            _hold(rt, [row], str(result), until, report)
+            stop.append((str(result), until))
+        elif isinstance(result, TransientError):
+            _save_progress(rt, row, result)
+            if row.attempts >= rt.settings.dispatch.max_attempts:
+                store.record_failed(rt.engine, row.id, f"gave up after {row.attempts} attempts: {result}")
+                report.failed += 1
+            else:
+                store.record_retry(rt.engine, row.id, str(result), now_utc() + backoff(rt, row.attempts))
+                report.retried += 1
+        else:
+            raise result
+
+    for row, result in channel.send_many(payloads()):
+        outcome(row, result)
+    if waiting:  # never handed to the channel because an outcome stopped the feed
+        why, until = stop[0]
+        _hold(rt, list(waiting.values()), why, until, report)
 
 
 def backoff(rt: Runtime, attempts: int) -> timedelta:

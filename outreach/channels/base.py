@@ -1,21 +1,25 @@
 """The channel extension point: payload types and the one base class that owns the sequence.
 
-`Channel.send` always runs validate → build → transmit → parse. A channel fills in those
-hooks and declares what it can do as class attributes, so callers (dispatcher, templating,
-validation) branch on capabilities, never on channel names. Every failure is raised as a
-class from `outreach.errors`; the class alone tells the caller what to do next.
+`Channel.send` always runs validate → build → transmit → parse, and `Channel.send_many`
+runs the same for a stream of payloads (the dispatcher's batches), yielding each outcome. A
+channel fills in those hooks (and `transmit_many` when it can keep several messages in
+flight, like SMTP with PIPELINING) and declares what it can do as class attributes, so
+callers (dispatcher, templating, validation) branch on capabilities, never on channel
+names. Every failure is a class from `outreach.errors`; the class alone tells the caller
+what to do next.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
-from ..errors import PermanentError
+from ..errors import DeliveryError, PermanentError
 from ..settings import Limit
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+K = TypeVar("K")  # the caller's name for one payload of send_many (a ledger row)
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,47 @@ class Channel:
         built = self.build(payload)
         response = self.transmit(built)
         return self.parse(built, response)
+
+    def send_many(self, items: Iterable[tuple[K, Any]]) -> Iterator[tuple[K, SendResult | DeliveryError]]:
+        """Send (key, payload) pairs in order, yielding (key, SendResult or the DeliveryError
+        that payload met) for each: the same sequence as `send`, one outcome per key.
+
+        `items` is read lazily, one ahead at most, so a caller can compose the next payload
+        while a channel that pipelines (`transmit_many`) has the last one on the wire. A key
+        comes back once its outcome is known, which for a payload that failed to build can
+        be before the outcomes of payloads still in flight. A caller that stops feeding
+        `items` (say, after a RateLimited) still gets the outcomes of everything it fed,
+        including the one payload it had already handed over."""
+        def built() -> Iterator[tuple[K, Any, DeliveryError | None]]:
+            for key, payload in items:
+                try:
+                    self.validate(payload)
+                    yield key, self.build(payload), None
+                except DeliveryError as exc:
+                    yield key, None, exc
+
+        for key, b, response in self.transmit_many(built()):
+            if isinstance(response, DeliveryError):
+                yield key, response
+                continue
+            try:
+                yield key, self.parse(b, response)
+            except DeliveryError as exc:
+                yield key, exc
+
+    def transmit_many(self, built: Iterator[tuple[K, Any, DeliveryError | None]]
+                      ) -> Iterator[tuple[K, Any, Any]]:
+        """(key, built, build error or None) in, (key, built, raw response or DeliveryError)
+        out; a build error is passed through as the outcome. One `transmit` at a time unless
+        the channel overrides this to have several messages in flight."""
+        for key, b, error in built:
+            if error is not None:
+                yield key, b, error
+                continue
+            try:
+                yield key, b, self.transmit(b)
+            except DeliveryError as exc:
+                yield key, b, exc
 
     # --- hooks ------------------------------------------------------------------------
 

@@ -8,15 +8,18 @@ import smtplib
 import socket
 import ssl
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from email.utils import parseaddr
 from functools import lru_cache
+from typing import Any
 
 from ..errors import (ChannelConfigurationError, DeliveryError, PermanentError, RateLimited,
                       RecipientRejected, TransientError)
 from ..mime import build_email, check_address, make_message_id, normalize_message_id, sign_dkim
 from ..settings import Limit, SmtpAccount, account_env_name
 from .base import Channel, OutgoingEmail, SendResult
+from .smtp_pipeline import data_bytes, pipelined
 
 __all__ = ["SmtpChannel", "classify_reply"]
 
@@ -93,9 +96,7 @@ class _Pipelining:
             self._abort(data[0], data[0])
             raise smtplib.SMTPDataError(*data)
         self.data_started = True
-        if msg.startswith(b".") or b"\n." in msg:  # dot-stuffing (RFC 5321 4.5.2), without a regex
-            msg = (b"." if msg.startswith(b".") else b"") + msg.replace(b"\n.", b"\n..")
-        self.send(msg + (b".\r\n" if msg.endswith(b"\r\n") else b"\r\n.\r\n"))  # type: ignore[attr-defined]
+        self.send(data_bytes(msg))  # type: ignore[attr-defined]
         code, reply = self.getreply()  # type: ignore[attr-defined]
         if code != 250:
             self._abort(code, None)
@@ -171,7 +172,9 @@ class SmtpChannel(Channel):
                 "'Org Name <news@example.org>'", key=f"{self._key}.from") from None
         self.domain = account.dkim.domain if account.dkim else self.envelope_from.rpartition("@")[2]
         self._conn: _SMTP | None = None
-        self._lock = threading.Lock()  # one SMTP conversation at a time on the shared connection
+        # one SMTP conversation at a time on the shared connection (re-entrant: transmit_many
+        # falls back to transmit for a server without PIPELINING)
+        self._lock = threading.RLock()
 
     # --- hooks ------------------------------------------------------------------------
 
@@ -187,34 +190,45 @@ class SmtpChannel(Channel):
     def transmit(self, built: BuiltEmail) -> dict[str, tuple[int, bytes]]:
         """Return smtplib's dict of refused recipients (empty: accepted)."""
         with self._lock:
-            for attempt in (1, 2):
-                conn = self._connection()
-                reused = conn.sends > 0
-                conn.data_started = False
-                try:
-                    refused = conn.sendmail(self.envelope_from, [built.to_addr], built.data)
-                except smtplib.SMTPRecipientsRefused as exc:
-                    refused = exc.recipients  # all refused: same shape as a partial refusal
-                except smtplib.SMTPServerDisconnected as exc:
+            return self._transmit_one(built)
+
+    def transmit_many(self, built: Iterator[tuple[Any, BuiltEmail, DeliveryError | None]]
+                      ) -> Iterator[tuple[Any, BuiltEmail, Any]]:
+        """Messages back to back on the shared connection, several in flight when the server
+        offers PIPELINING (see smtp_pipeline.py)."""
+        with self._lock:
+            yield from pipelined(self, built)
+
+    def _transmit_one(self, built: BuiltEmail) -> dict[str, tuple[int, bytes]]:
+        """One message, the caller holding the lock; see transmit."""
+        for attempt in (1, 2):
+            conn = self._connection()
+            reused = conn.sends > 0
+            conn.data_started = False
+            try:
+                refused = conn.sendmail(self.envelope_from, [built.to_addr], built.data)
+            except smtplib.SMTPRecipientsRefused as exc:
+                refused = exc.recipients  # all refused: same shape as a partial refusal
+            except smtplib.SMTPServerDisconnected as exc:
+                self._drop()
+                if reused and attempt == 1 and not conn.data_started:
+                    continue  # idle connection closed by the server; nothing was sent
+                raise TransientError(f"SMTP server {self._where} closed the connection: {exc}",
+                                     outcome_unknown=conn.data_started) from None
+            except smtplib.SMTPResponseException as exc:
+                if exc.smtp_code == 421:
                     self._drop()
                     if reused and attempt == 1 and not conn.data_started:
-                        continue  # idle connection closed by the server; nothing was sent
-                    raise TransientError(f"SMTP server {self._where} closed the connection: {exc}",
-                                         outcome_unknown=conn.data_started) from None
-                except smtplib.SMTPResponseException as exc:
-                    if exc.smtp_code == 421:
-                        self._drop()
-                        if reused and attempt == 1 and not conn.data_started:
-                            continue  # e.g. "421 timeout exceeded" on a stale connection
-                    raise self._response_error(exc, built) from None
-                except (OSError, smtplib.SMTPException) as exc:
-                    self._drop()
-                    raise TransientError(f"SMTP send to {self._where} failed: {exc}",
-                                         outcome_unknown=conn.data_started) from None
-                conn.sends += 1
-                if any(code == 421 for code, _ in refused.values()):
-                    self._drop()
-                return refused
+                        continue  # e.g. "421 timeout exceeded" on a stale connection
+                raise self._response_error(exc, built) from None
+            except (OSError, smtplib.SMTPException) as exc:
+                self._drop()
+                raise TransientError(f"SMTP send to {self._where} failed: {exc}",
+                                     outcome_unknown=conn.data_started) from None
+            conn.sends += 1
+            if any(code == 421 for code, _ in refused.values()):
+                self._drop()
+            return refused
         raise AssertionError("unreachable")
 
     def parse(self, built: BuiltEmail, refused: dict[str, tuple[int, bytes]]) -> SendResult:

@@ -46,6 +46,8 @@ class SmtpSink:
         self.next_rcpt: deque[str] = deque()   # replies to the next RCPT TO commands
         self.next_data: deque[str] = deque()   # replies to the next DATA contents
         self.rcpt_replies: dict[str, str] = {}  # a fixed reply for one recipient
+        self.data_replies: dict[str, str] = {}  # a fixed reply to the data of a message to one recipient
+        self.drop_after_data: set[str] = set()   # keep the message to one of these, then hang up unanswered
         self.loop = None
 
     @property
@@ -94,7 +96,13 @@ class SmtpSink:
     async def handle_DATA(self, server, session, envelope):
         if self.next_data:
             return self.next_data.popleft()
+        first = envelope.rcpt_tos[0] if envelope.rcpt_tos else None
+        if first in self.data_replies:
+            return self.data_replies[first]
         self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+        if first in self.drop_after_data:
+            self.drop_after_data.discard(first)  # once: a resend would be a duplicate the test must see
+            server.transport.close()  # the message is kept; its "250" never reaches the client
         return "250 2.0.0 Message accepted"
 
 

@@ -120,6 +120,30 @@ def test_550_user_unknown_fails_without_retry_and_suppresses(runtime, engine, sm
     assert [r for m in sink.received for r in m.rcpt_tos] == [emails[1]]
 
 
+def test_smtp_slow_down_mid_batch_stops_the_batch_and_pauses_the_account(runtime, engine, smtp_server):
+    # given six recipients, the server asking to slow down at the third
+    sink, _ = smtp_server
+    emails = add_people(engine, 6)
+    sink.rcpt_replies[emails[2]] = "452 4.3.2 Too many messages, slow down"
+    campaign = runtime.campaigns()["alert"]
+    now = datetime.now(UTC)
+    run_id = dispatch.create_run_now(runtime, campaign, campaign.step("mail"), now)
+    # when the batch is sent
+    drain(runtime, now, rounds=1)
+    # then what went before it was sent; with PIPELINING the message already composed behind
+    # it goes out too (nothing is taken back once handed to the channel); the rest waits
+    sent_to = [r for m in sink.received for r in m.rcpt_tos]
+    assert sent_to == ([emails[0], emails[1], emails[3]] if sink.pipelining else emails[:2])
+    assert states(engine, run_id) == {"sent": len(sent_to), "retry": 6 - len(sent_to)}
+    with engine.connect() as conn:
+        waiting = conn.execute(sa.select(deliveries.c.due_at, deliveries.c.attempts)
+                               .where(deliveries.c.run_id == run_id, deliveries.c.state == "retry")).all()
+    assert all(due > now + timedelta(seconds=50) for due, _ in waiting)
+    # and every worker sees the account paused
+    channel = runtime.channel("email", None)
+    assert runtime.limiter.acquire(channel.limit_key, channel.limits).granted == 0
+
+
 def test_x_429_reschedules_at_reset_and_pauses_the_account(runtime, engine, x_api):
     campaign = runtime.campaigns()["alert"]
     now = datetime.now(UTC)
