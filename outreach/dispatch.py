@@ -158,6 +158,7 @@ class BatchReport:
     retried: int = 0
     failed: int = 0
     skipped: int = 0
+    unknown: int = 0
     deferred: int = 0
     claimed: int = 0
     # The throttled rows and when the limiter frees permits: the task asks for them again then.
@@ -288,6 +289,11 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel, rows: list[
             until = now_utc() + timedelta(minutes=10)
             _hold(rt, [row], str(result), until, report)
             stop.append((str(result), until))
+        elif isinstance(result, TransientError) and result.context.get("outcome_unknown"):
+            # it may have gone out: a retry could deliver it twice, so it is left for an operator
+            _save_progress(rt, row, result)
+            store.record_unknown(rt.engine, row.id, str(result))
+            report.unknown += 1
         elif isinstance(result, TransientError):
             _save_progress(rt, row, result)
             if row.attempts >= rt.settings.dispatch.max_attempts:

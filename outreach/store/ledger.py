@@ -430,6 +430,14 @@ def record_retry(bind: Bind, delivery_id: int, error: str, next_due_at: datetime
                     "retried", error)
 
 
+def record_unknown(bind: Bind, delivery_id: int, error: str) -> bool:
+    """Nobody knows whether the message left (the connection dropped after its data, a
+    request timed out): `unknown`, like a send whose worker died. Never resent by itself,
+    since a resend could be a duplicate; an operator may requeue it (`requeue_unknown`)."""
+    return _outcome(bind, delivery_id, ("sending",),
+                    {"state": "unknown", "leased_until": None, "last_error": error}, "unknown", error)
+
+
 def defer(bind: Bind, rows: Sequence[tuple[int, int]], next_due_at: datetime, reason: str) -> None:
     """Give claimed deliveries (delivery id, run id) back unsent until `next_due_at` (our own
     rate limit said wait). Not a failed attempt, so the claim's attempt is handed back too."""

@@ -144,6 +144,26 @@ def test_smtp_slow_down_mid_batch_stops_the_batch_and_pauses_the_account(runtime
     assert runtime.limiter.acquire(channel.limit_key, channel.limits).granted == 0
 
 
+def test_connection_lost_before_the_reply_is_unknown_and_never_resent(runtime, engine, smtp_server):
+    # given a server that keeps one message and hangs up before confirming it
+    sink, _ = smtp_server
+    emails = add_people(engine, 4)
+    sink.drop_after_data.add(emails[1])
+    campaign = runtime.campaigns()["alert"]
+    now = datetime.now(UTC)
+    run_id = dispatch.create_run_now(runtime, campaign, campaign.step("mail"), now)
+    # when everything due is sent, and again hours later
+    drain(runtime, now)
+    drain(runtime, now + timedelta(hours=6))
+    # then that delivery is `unknown` (it may have arrived), the others sent, and nobody got two
+    assert states(engine, run_id) == {"sent": 3, "unknown": 1}
+    got = [r for m in sink.received for r in m.rcpt_tos]
+    assert sorted(got) == sorted(emails)
+    with engine.connect() as conn:
+        state = conn.execute(sa.select(deliveries.c.state).where(deliveries.c.recipient == emails[1])).scalar_one()
+    assert state == "unknown"
+
+
 def test_x_429_reschedules_at_reset_and_pauses_the_account(runtime, engine, x_api):
     campaign = runtime.campaigns()["alert"]
     now = datetime.now(UTC)
