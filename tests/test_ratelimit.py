@@ -171,9 +171,10 @@ def _hammer(prefix: str, start_at: float, queue) -> None:
     while time.time() < start_at:
         time.sleep(0.001)
     while time.time() < start_at + DURATION:
+        before = time.time()
         permit = limiter.acquire("shared", limits, 1)
         if permit.granted:
-            stamps.append(time.time())
+            stamps.append((before, time.time()))  # the grant happened somewhere in between
         else:
             time.sleep(min(permit.retry_after, start_at + DURATION - time.time()) if permit.retry_after else 0.001)
     queue.put(stamps)
@@ -194,5 +195,8 @@ def test_three_processes_share_one_global_limit(prefix):
     # then together they got the limit's rate (a per-process limiter would give 3x), ±10%
     assert abs(len(stamps) - RATE * DURATION) <= 0.1 * RATE * DURATION, len(stamps)
     assert all(results), "every process got some permits"
-    # and no one-second window (less timing jitter) held more than the limit
-    assert max(sum(1 for t in stamps if s <= t < s + 0.9) for s in stamps) <= RATE
+    # and no one-second window held more than the limit: counted over grants known to lie
+    # inside the window (asked after it opened, answered before it closed), so a process
+    # that the scheduler paused after its grant cannot make a window look fuller than it was
+    fullest = max(sum(1 for b, a in stamps if start <= b and a < start + 1.0) for start, _ in stamps)
+    assert fullest <= RATE, fullest
