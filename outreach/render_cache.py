@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import sys
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -96,31 +97,45 @@ def _walk(node: nodes.Node, parent: nodes.Node | None = None,
 
 
 class RenderCache:
-    """Bounded LRU of renderings with placeholder links, per (campaign, step, key).
+    """LRU of renderings with placeholder links, per (campaign, step, key), bounded in bytes.
 
-    A rendering is kept split at its placeholders, so putting one recipient's links in is a
-    join of a few pieces instead of a replace over every part per link."""
+    Bounded by memory, not by count: an entry is a whole newsletter (~10 KB, four times that
+    as soon as it holds one emoji, since Python then stores the string at 4 bytes a
+    character), and a key such as a first name can have tens of thousands of values, so a
+    count bound let a worker process grow by hundreds of MB. A rendering is kept split at its
+    placeholders, so putting one recipient's links in is a join of a few pieces instead of a
+    replace over every part per link."""
 
-    def __init__(self, size: int = 20_000) -> None:
-        self.size = size
-        self._items: OrderedDict[tuple, tuple[_Pieces, _Pieces, _Pieces]] = OrderedDict()
+    def __init__(self, max_bytes: int = 48 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[tuple, tuple[tuple[_Pieces, _Pieces, _Pieces], int]] = OrderedDict()
         # letters and digits only: unchanged by HTML escaping, never found in real content
         self.placeholders = {f: f"zq{secrets.token_hex(12)}{f.replace('_', '')}qz" for f in LINK_FIELDS}
         self._field_of = {mark: f for f, mark in self.placeholders.items()}
         self._split = re.compile("(" + "|".join(self.placeholders.values()) + ")").split
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def get(self, key: tuple) -> tuple[_Pieces, _Pieces, _Pieces] | None:
-        item = self._items.get(key)
-        if item is not None:
-            self._items.move_to_end(key)
-        return item
+        entry = self._items.get(key)
+        if entry is None:
+            return None
+        self._items.move_to_end(key)
+        return entry[0]
 
     def put(self, key: tuple, rendered: RenderedEmail) -> tuple[_Pieces, _Pieces, _Pieces]:
         """Keep `rendered` (made with placeholder links); return it in the form `fill` takes."""
         item = (self._pieces(rendered.subject), self._pieces(rendered.html), self._pieces(rendered.text))
-        self._items[key] = item
-        if len(self._items) > self.size:
-            self._items.popitem(last=False)
+        size = sum(sys.getsizeof(piece) for part in item for piece in part)
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
+        self._items[key] = (item, size)
+        self.bytes += size
+        while self.bytes > self.max_bytes and len(self._items) > 1:
+            self.bytes -= self._items.popitem(last=False)[1][1]
         return item
 
     def fill(self, item: tuple[_Pieces, _Pieces, _Pieces], links: dict[str, str | None]) -> RenderedEmail:

@@ -8,10 +8,10 @@ import pytest
 
 from outreach.compose import Composer
 from outreach.links import LinkSigner
-from outreach.render_cache import plan_for
+from outreach.render_cache import RenderCache, plan_for
 from outreach.samples import sample_recipients
 from outreach.settings import load_settings
-from outreach.templating import Recipient, Renderer
+from outreach.templating import Recipient, RenderedEmail, Renderer
 from outreach.validation import validate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +42,7 @@ def test_cached_renders_equal_full_renders_for_every_sample(monkeypatch):
                 assert not any(mark in got.html + got.text for mark in cached.cache.placeholders.values())
                 checked += 1
     assert checked >= 100
-    assert len(cached.cache._items) < checked  # the twins were served from the cache
+    assert len(cached.cache) < checked  # the twins were served from the cache
 
 
 @pytest.mark.parametrize("html, reason", [
@@ -63,3 +63,20 @@ def test_plan_keys_on_exactly_the_fields_read(tmp_path):
     (tmp_path / "t.html").write_text("{{ subscriber.first_name }} {{ subscriber.attrs.tier }} {{ links.unsubscribe }}")
     plan = plan_for(Renderer(tmp_path), ["t.html"])
     assert plan is not None and plan.fields == (("attrs", "tier"), ("first_name",))
+
+
+def test_the_cache_stays_within_its_memory_budget():
+    # given a cache of 200 KB and renderings of ~10 KB holding an emoji (4 bytes a character)
+    cache = RenderCache(max_bytes=200_000)
+    mark = cache.placeholders["unsubscribe"]
+    page = "<p>Dear {name} 🌍</p>" + "<p>News of the half year.</p>" * 350 + f'<a href="{mark}">leave</a>'
+    # when 100 different ones are put
+    for i in range(100):
+        cache.put(("c", "s", i), RenderedEmail(subject=f"Hi {i}", html=page.format(name=i), text=f"Hi {i} {mark}"))
+    # then the oldest were evicted to stay within the budget, the newest are served
+    assert 0 < cache.bytes <= 200_000 and len(cache) < 100
+    assert cache.get(("c", "s", 0)) is None
+    filled = cache.fill(cache.get(("c", "s", 99)), {"unsubscribe": "https://x.example/u/t?a=1&b=2"})
+    assert filled.html.startswith("<p>Dear 99 🌍</p>")
+    assert filled.html.endswith('<a href="https://x.example/u/t?a=1&amp;b=2">leave</a>')
+    assert filled.text == "Hi 99 https://x.example/u/t?a=1&b=2"
