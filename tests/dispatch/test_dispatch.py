@@ -38,6 +38,16 @@ def states(engine, run_id: int) -> dict[str, int]:
     return {k: v for k, v in store.run_progress(engine, run_id).items() if v}
 
 
+def mail_run(rt: Runtime, now: datetime) -> int:
+    """`send --now` of the alert campaign's email step."""
+    campaign = rt.campaigns()["alert"]
+    return dispatch.create_run_now(rt, campaign, campaign.step("mail"), now)
+
+
+def received_by(sink) -> list[str]:
+    return [r for m in sink.received for r in m.rcpt_tos]
+
+
 def test_send_now_delivers_one_email_per_eligible_subscriber_and_one_thread(runtime, engine, smtp_server, x_api):
     sink, _ = smtp_server
     # given 12 advocates, one unsubscribed, one suppressed, one without the tag
@@ -48,11 +58,11 @@ def test_send_now_delivers_one_email_per_eligible_subscriber_and_one_thread(runt
     campaign = runtime.campaigns()["alert"]
     now = datetime.now(UTC)
     # when the campaign is sent now and the tweet's delay has passed
-    mail_run = dispatch.create_run_now(runtime, campaign, campaign.step("mail"), now)
+    mail_id = dispatch.create_run_now(runtime, campaign, campaign.step("mail"), now)
     post_run = dispatch.create_run_now(runtime, campaign, campaign.step("post"), now)
     drain(runtime, now + timedelta(minutes=6))
     # then exactly the 10 eligible subscribers got one email each
-    got = sorted(r for m in sink.received for r in m.rcpt_tos)
+    got = sorted(received_by(sink))
     assert got == sorted(emails[2:])
     msg = email.message_from_bytes(sink.received[0].data, policy=email.policy.default)
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -61,9 +71,9 @@ def test_send_now_delivers_one_email_per_eligible_subscriber_and_one_thread(runt
     assert [p["text"] for p in posts] == ["Urgent alert: part one", "Urgent alert: part two"]
     assert posts[1]["reply"]["in_reply_to_tweet_id"]
     # and the ledger says so
-    assert states(engine, mail_run) == {"sent": 10}
+    assert states(engine, mail_id) == {"sent": 10}
     assert states(engine, post_run) == {"sent": 1}
-    assert store.get_run(engine, mail_run).status == "done"
+    assert store.get_run(engine, mail_id).status == "done"
 
 
 def test_same_batch_delivered_twice_sends_once(runtime, engine, smtp_server):
@@ -84,16 +94,15 @@ def test_same_batch_delivered_twice_sends_once(runtime, engine, smtp_server):
         t.join()
     dispatch.send_batch(runtime, ids, now=now)
     # then each recipient got exactly one message
-    got = [r for m in sink.received for r in m.rcpt_tos]
+    got = received_by(sink)
     assert len(got) == 10 and len(set(got)) == 10
 
 
 def test_421_is_retried_with_backoff_and_then_sent(runtime, engine, smtp_server):
     sink, _ = smtp_server
     add_people(engine, 1)
-    campaign = runtime.campaigns()["alert"]
     now = datetime.now(UTC)
-    run_id = dispatch.create_run_now(runtime, campaign, campaign.step("mail"), now)
+    run_id = mail_run(runtime, now)
     sink.next_data.append("421 4.3.2 Service shutting down, try later")
     # when the first attempt is refused with 421
     drain(runtime, now, rounds=1)
@@ -111,13 +120,12 @@ def test_550_user_unknown_fails_without_retry_and_suppresses(runtime, engine, sm
     sink, _ = smtp_server
     emails = add_people(engine, 2)
     sink.rcpt_replies[emails[0]] = "550 5.1.1 No such user"
-    campaign = runtime.campaigns()["alert"]
     now = datetime.now(UTC)
-    run_id = dispatch.create_run_now(runtime, campaign, campaign.step("mail"), now)
+    run_id = mail_run(runtime, now)
     drain(runtime, now + timedelta(hours=3))
     assert states(engine, run_id) == {"sent": 1, "failed": 1}
     assert store.is_suppressed(engine, emails[0])
-    assert [r for m in sink.received for r in m.rcpt_tos] == [emails[1]]
+    assert received_by(sink) == [emails[1]]
 
 
 def test_smtp_slow_down_mid_batch_stops_the_batch_and_pauses_the_account(runtime, engine, smtp_server):
@@ -125,14 +133,13 @@ def test_smtp_slow_down_mid_batch_stops_the_batch_and_pauses_the_account(runtime
     sink, _ = smtp_server
     emails = add_people(engine, 6)
     sink.rcpt_replies[emails[2]] = "452 4.3.2 Too many messages, slow down"
-    campaign = runtime.campaigns()["alert"]
     now = datetime.now(UTC)
-    run_id = dispatch.create_run_now(runtime, campaign, campaign.step("mail"), now)
+    run_id = mail_run(runtime, now)
     # when the batch is sent
     drain(runtime, now, rounds=1)
     # then what went before it was sent; with PIPELINING the message already composed behind
     # it goes out too (nothing is taken back once handed to the channel); the rest waits
-    sent_to = [r for m in sink.received for r in m.rcpt_tos]
+    sent_to = received_by(sink)
     assert sent_to == ([emails[0], emails[1], emails[3]] if sink.pipelining else emails[:2])
     assert states(engine, run_id) == {"sent": len(sent_to), "retry": 6 - len(sent_to)}
     with engine.connect() as conn:
@@ -149,15 +156,14 @@ def test_connection_lost_before_the_reply_is_unknown_and_never_resent(runtime, e
     sink, _ = smtp_server
     emails = add_people(engine, 4)
     sink.drop_after_data.add(emails[1])
-    campaign = runtime.campaigns()["alert"]
     now = datetime.now(UTC)
-    run_id = dispatch.create_run_now(runtime, campaign, campaign.step("mail"), now)
+    run_id = mail_run(runtime, now)
     # when everything due is sent, and again hours later
     drain(runtime, now)
     drain(runtime, now + timedelta(hours=6))
     # then that delivery is `unknown` (it may have arrived), the others sent, and nobody got two
     assert states(engine, run_id) == {"sent": 3, "unknown": 1}
-    got = [r for m in sink.received for r in m.rcpt_tos]
+    got = received_by(sink)
     assert sorted(got) == sorted(emails)
     with engine.connect() as conn:
         state = conn.execute(sa.select(deliveries.c.state).where(deliveries.c.recipient == emails[1])).scalar_one()
@@ -204,14 +210,13 @@ def test_throttled_batch_is_deferred_not_slept(runtime, engine, smtp_server, pro
 def test_unsubscribed_after_planning_is_skipped(runtime, engine, smtp_server):
     sink, _ = smtp_server
     emails = add_people(engine, 3)
-    campaign = runtime.campaigns()["alert"]
     now = datetime.now(UTC)
-    run_id = dispatch.create_run_now(runtime, campaign, campaign.step("mail"), now)
+    run_id = mail_run(runtime, now)
     store.set_status(engine, emails[0], "unsubscribed")
     store.suppress(engine, emails[1], "complaint")
     drain(runtime, now)
     assert states(engine, run_id) == {"sent": 1, "skipped": 2}
-    assert [r for m in sink.received for r in m.rcpt_tos] == [emails[2]]
+    assert received_by(sink) == [emails[2]]
 
 
 def test_two_concurrent_ticks_create_each_run_once(runtime, engine, project, redis_client):
