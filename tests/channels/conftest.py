@@ -94,6 +94,9 @@ class SmtpSink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        problem = strict_problem(envelope.original_content, envelope.mail_options)
+        if problem:
+            return f"550 5.6.0 {problem}"
         if self.next_data:
             return self.next_data.popleft()
         first = envelope.rcpt_tos[0] if envelope.rcpt_tos else None
@@ -104,6 +107,20 @@ class SmtpSink:
             self.drop_after_data.discard(first)  # once: a resend would be a duplicate the test must see
             server.transport.close()  # the message is kept; its "250" never reaches the client
         return "250 2.0.0 Message accepted"
+
+
+def strict_problem(data: bytes, mail_options: list[str]) -> str | None:
+    """What a strict server (RFC 5321 2.3.8, 4.5.3.1.6; RFC 6152) refuses in message content,
+    or None: every message any test sends is held to it."""
+    if b"\n" in data.replace(b"\r\n", b"") or b"\r" in data.replace(b"\r\n", b""):
+        return "bare CR or LF in message content"
+    if any(len(line) > 998 for line in data.split(b"\r\n")):
+        return "line longer than 998 octets"
+    if not data.isascii() and not any(o.upper() == "BODY=8BITMIME" for o in mail_options):
+        return "8-bit content without BODY=8BITMIME"
+    if b"\x00" in data:
+        return "NUL in message content"
+    return None
 
 
 def _start(handler: SmtpSink, **kwargs) -> Controller:

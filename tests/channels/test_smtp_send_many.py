@@ -134,3 +134,39 @@ def test_an_unreachable_server_fails_each_message_as_transient(smtp_account):
     # when a stream is sent: then every message has its own transient outcome, nothing raises
     outcomes = dict(channel.send_many((a, letter(to=a)) for a in addresses(3)))
     assert all(isinstance(o, TransientError) and "cannot reach" in str(o) for o in outcomes.values())
+
+
+def test_every_sample_email_passes_a_strict_server_and_parses_back(smtp_server, smtp_account, monkeypatch):
+    # given every email step of the sample campaigns, for every sample subscriber (CSS lines
+    # starting with dots, emoji, names in many scripts), on a server that refuses bare line
+    # ends, long lines and undeclared 8-bit content (conftest.strict_problem)
+    from email import message_from_bytes, policy
+    from html import unescape
+
+    from outreach.compose import Composer
+    from outreach.links import LinkSigner
+    from outreach.samples import sample_recipients
+    from outreach.settings import load_settings
+    from outreach.validation import validate
+    from tests.campaigns.test_render_cache import ROOT
+
+    monkeypatch.chdir(ROOT)
+    settings = load_settings(ROOT, environ={"OUTREACH_SECRET_KEY": "k"})
+    composer = Composer(settings, LinkSigner("k", settings.base_url))
+    letters = [((c.name, s.id, r.email), composer.email(c, s, r))
+               for c in validate(settings).campaigns.campaigns.values()
+               for s in c.steps if s.channel == "email" for r in sample_recipients(settings)]
+    sink, controller = smtp_server
+    # when they are sent as one stream
+    with SmtpChannel(smtp_account(controller)) as channel:
+        outcomes = dict(channel.send_many(iter(letters)))
+    # then the server accepted every one, and each parses back to what was composed
+    assert len(letters) >= 75 and all(isinstance(o, SendResult) for o in outcomes.values()), \
+        [str(o) for o in outcomes.values() if not isinstance(o, SendResult)][:3]
+    assert len(sink.received) == len(letters)
+    for (_, letter_), got in zip(letters, sink.received):
+        msg = message_from_bytes(got.data, policy=policy.default)
+        plain, html = msg.iter_parts()
+        assert not msg.defects and msg["Subject"] == letter_.subject
+        assert plain.get_content().replace("\r\n", "\n") == letter_.text
+        assert unescape(html.get_content().replace("\r\n", "\n")) == unescape(letter_.html)
