@@ -218,11 +218,13 @@ def _encode_body(text: str, html: bool = False) -> tuple[str, bytes]:
     """(Content-Transfer-Encoding, CRLF body bytes) for a text part (an HTML one if `html`)."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if html and not text.isascii() and _raw_text_is_ascii(text):
-        text = text.encode("ascii", "xmlcharrefreplace").decode("ascii")
-    if (text.isascii() and "\x00" not in text and not text.startswith("From ") and "\nFrom " not in text
-            and max(map(len, text.split("\n"))) <= _MAX_7BIT_LINE):
-        return "7bit", text.encode("ascii").replace(b"\n", b"\r\n")
+    ascii_ = text.encode("ascii") if text.isascii() else \
+        text.encode("ascii", "xmlcharrefreplace") if html and _raw_text_is_ascii(text) else None
+    if ascii_ is not None and b"\x00" not in ascii_ and not ascii_.startswith(b"From ") \
+            and b"\nFrom " not in ascii_:
+        lines = ascii_.split(b"\n")
+        if max(map(len, lines)) <= _MAX_7BIT_LINE:
+            return "7bit", b"\r\n".join(lines)
     data = text.encode("utf-8")
     if not data.isascii() and (len(data) - len(text.encode("ascii", "ignore"))) * 5 > len(data):
         # base64 carries the canonical form of text: CRLF line breaks (RFC 2046 4.1.1)
