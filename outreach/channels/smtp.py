@@ -325,6 +325,11 @@ class SmtpChannel(Channel):
 
     def _response_error(self, exc: smtplib.SMTPResponseException, built: BuiltEmail) -> DeliveryError:
         code, text = exc.smtp_code, _text(exc.smtp_error)
+        if code == 530 and "starttls" in text.lower():  # "530 5.7.0 Must issue a STARTTLS command first"
+            return ChannelConfigurationError(
+                f"SMTP server {self._where} accepts mail only over TLS ({code} {text}): set "
+                f"{self._key}.security: starttls (or ssl, for a port such as 465)",
+                key=f"{self._key}.security", smtp_code=code)
         if code in (530, 534, 535, 538):
             return ChannelConfigurationError(
                 f"SMTP server {self._where} wants authentication ({code} {text}): set "
