@@ -26,7 +26,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .settings import Settings, load_settings
+from .settings import Settings, account_env_name, load_settings
 
 DEMO_TIMEOUT = 100.0  # seconds to wait for deliveries before giving up and reporting
 
@@ -115,7 +115,7 @@ def child_env(settings: Settings, services: Services, secret: str) -> dict[str, 
         "OUTREACH__DISPATCH__TICK_SECONDS": "1",
     })
     for name in settings.email.accounts:
-        key = name.upper().replace("-", "_")
+        key = account_env_name(name)
         env[f"OUTREACH__EMAIL__ACCOUNTS__{key}__HOST"] = "127.0.0.1"
         env[f"OUTREACH__EMAIL__ACCOUNTS__{key}__PORT"] = str(services.smtp_port)
         env[f"OUTREACH__EMAIL__ACCOUNTS__{key}__SECURITY"] = "none"

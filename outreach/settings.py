@@ -239,10 +239,19 @@ def _environment(root: Path, environ: dict[str, str] | None) -> dict[str, str]:
 
 def _set(tree: dict, keys: list[str], value: Any, variable: str) -> None:
     for k in keys[:-1]:
-        tree = tree.setdefault(k, {})
+        tree = tree.setdefault(_existing_key(tree, k), {})
         if not isinstance(tree, dict):
             raise ConfigurationError(f"{variable} sets a key inside {k!r}, which is not a section")
-    tree[keys[-1]] = value
+    tree[_existing_key(tree, keys[-1])] = value
+
+
+def _existing_key(tree: dict, env_part: str) -> str:
+    """The key of `tree` that a part of a variable name means: a variable name cannot hold
+    `-` or lower case, so `NEWS_LETTERS` names an account written `news-letters` or `News`."""
+    if env_part in tree:
+        return env_part
+    return next((key for key in tree if isinstance(key, str) and account_env_name(key).lower() == env_part),
+                env_part)
 
 
 def load_settings(root: Path | str = ".", config_file: Path | str | None = None,

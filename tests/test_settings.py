@@ -38,6 +38,18 @@ def test_nested_override_and_typed_durations(tmp_path):
     assert s.dispatch.lease.total_seconds() == 120 and s.dispatch.batch_size == 50
 
 
+def test_nested_override_finds_an_account_whose_name_a_variable_cannot_spell(tmp_path):
+    # given accounts named with a dash and with capitals
+    write(tmp_path, "config/outreach.yaml", "email:\n  accounts:\n    news-letters:\n      from: a@example.org\n"
+                                            "    Alerts:\n      from: b@example.org\n")
+    # when their ports are overridden from the environment
+    s = load_settings(tmp_path, environ={"OUTREACH__EMAIL__ACCOUNTS__NEWS_LETTERS__PORT": "2525",
+                                         "OUTREACH__EMAIL__ACCOUNTS__ALERTS__PORT": "2526"})
+    # then the accounts themselves changed; no look-alike account appeared
+    assert sorted(s.email.accounts) == ["Alerts", "news-letters"]
+    assert s.smtp_account("news-letters").port == 2525 and s.smtp_account("Alerts").port == 2526
+
+
 def test_secrets_come_from_the_environment_only(tmp_path):
     write(tmp_path, "config/outreach.yaml", "email:\n  accounts:\n    news:\n      from: a@example.org\n"
                                             "      password: hunter2\n")
