@@ -1,5 +1,5 @@
 """Operator commands for the store: `db upgrade`, `subscribers import/export`, `audience`,
-`suppress`, `unsuppress`. `register(cli)` adds them to the main command group.
+`suppress`, `unsuppress`, `resend-unknown`. `register(cli)` adds them to the main command group.
 
 Failures print one clear line (or one per problem) to stderr and exit 1; never a traceback.
 `subscribers import` prints each skipped row as `FILE:LINE: reason` on stderr and still exits
@@ -222,9 +222,38 @@ def unsuppress_cmd(ctx: click.Context, email: str) -> None:
             click.echo(f"{email} was not suppressed")
 
 
+# --- deliveries ----------------------------------------------------------------------------
+
+@click.command("resend-unknown")
+@click.argument("run_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@_friendly
+def resend_unknown_cmd(ctx: click.Context, run_id: int, yes: bool) -> None:
+    """Send again the deliveries of RUN_ID whose outcome is unknown.
+
+    Nothing resends them by itself: each may have arrived (the connection dropped after the
+    message went, or a worker died before recording it). Check with the provider first."""
+    from .store import get_run, requeue_unknown, run_progress
+
+    with _engine(ctx) as engine:
+        run = get_run(engine, run_id)
+        if run is None:
+            raise click.ClickException(f"there is no run {run_id}; `outreach status` lists the recent runs")
+        count = run_progress(engine, run_id)["unknown"]
+        if not count:
+            click.echo(f"run {run_id} ({run.campaign}/{run.step}) has no delivery with an unknown outcome")
+            return
+        if not yes:
+            click.confirm(f"{count} deliveries of run {run_id} ({run.campaign}/{run.step}) may have arrived "
+                          "already; send them again?", abort=True)
+        moved = requeue_unknown(engine, run_id)
+        click.echo(f"{moved} deliveries of run {run_id} are pending again; the beat queues them on its next tick")
+
+
 def register(cli: click.Group) -> None:
     """Add the store's commands to the main `outreach` group."""
-    for command in (db_group, subscribers_group, audience_cmd, suppress_cmd, unsuppress_cmd):
+    for command in (db_group, subscribers_group, audience_cmd, suppress_cmd, unsuppress_cmd, resend_unknown_cmd):
         cli.add_command(command)
 
 

@@ -1,15 +1,22 @@
 from __future__ import annotations
 
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import click
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
+from outreach.audience import audience_select
 from outreach.settings import Settings, load_settings
-from outreach.store import get_subscriber, head_revision, is_suppressed, make_engine
+from outreach.store import (claim, create_run, get_delivery, get_subscriber, head_revision, is_suppressed,
+                            make_engine, mark_run_planned, plan_deliveries, record_sent, record_unknown)
+from outreach.store.schema import deliveries
 from outreach.store_cli import register
+
+from .helpers import T0, people
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -122,3 +129,32 @@ def whole_step(settings: Settings) -> str:
 
     loaded = load_campaigns(settings)
     return getattr(loaded, "campaigns", loaded)["speaking-tour"].steps[0].id
+
+
+def test_resend_unknown_asks_then_makes_unknown_deliveries_pending_again(run, db_url):
+    # given a run with one delivery sent and one whose outcome is unknown
+    run("db", "upgrade")
+    engine = make_engine(db_url)
+    people(engine, ("a@example.org", [], {"status": "confirmed"}), ("b@example.org", [], {"status": "confirmed"}))
+    run_id = create_run(engine, "camp", "mail", T0)
+    plan_deliveries(engine, run_id, "email", "news", audience_select(None, {}), T0)
+    mark_run_planned(engine, run_id)
+    with engine.connect() as conn:
+        ids = conn.execute(sa.select(deliveries.c.id).order_by(deliveries.c.id)).scalars().all()
+    rows = claim(engine, ids, "w1", T0 + timedelta(minutes=5), now=T0)
+    record_sent(engine, rows[0].id, "<1@mail>")
+    record_unknown(engine, rows[1].id, "connection closed before the server confirmed it")
+    # when the operator declines at the prompt, then nothing changes
+    result = CliRunner().invoke(_cli(), ["resend-unknown", str(run_id)], obj=Settings(database_url=db_url),
+                                input="n\n")
+    assert result.exit_code == 1 and "1 deliveries of run" in result.output and "may have arrived" in result.output
+    assert get_delivery(engine, rows[1].id).state == "unknown"
+    # when confirmed with --yes, then only the unknown one is pending again
+    result = run("resend-unknown", str(run_id), "--yes")
+    assert result.exit_code == 0 and "1 deliveries of run" in result.stdout
+    assert [get_delivery(engine, r.id).state for r in rows] == ["sent", "pending"]
+    # and asking again says there is nothing to resend; an unknown run is named
+    assert "no delivery with an unknown outcome" in run("resend-unknown", str(run_id)).stdout
+    missing = CliRunner().invoke(_cli(), ["resend-unknown", "999"], obj=Settings(database_url=db_url))
+    assert missing.exit_code == 1 and "there is no run 999" in missing.output
+    engine.dispose()
