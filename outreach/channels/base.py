@@ -89,12 +89,12 @@ class Channel:
         """Send (key, payload) pairs in order, yielding (key, SendResult or the DeliveryError
         that payload met) for each: the same sequence as `send`, one outcome per key.
 
-        `items` is read lazily, one ahead at most, so a caller can compose the next payload
-        while a channel that pipelines (`transmit_many`) has the last one on the wire. A key
-        comes back once its outcome is known, which for a payload that failed to build can
-        be before the outcomes of payloads still in flight. A caller that stops feeding
-        `items` (say, after a RateLimited) still gets the outcomes of everything it fed,
-        including the one payload it had already handed over."""
+        `items` is read lazily, so a caller can compose the next payload while a channel that
+        pipelines (`transmit_many`) has earlier ones on the wire. A key comes back once its
+        outcome is known, which for a payload that failed to build can be before the
+        outcomes of payloads still in flight. A caller that stops feeding `items` (say,
+        after a RateLimited) still gets an outcome for everything it fed: what a pipelining
+        channel already had in flight (SMTP: up to two messages) is still sent."""
         def built() -> Iterator[tuple[K, Any, DeliveryError | None]]:
             for key, payload in items:
                 try:
