@@ -84,11 +84,14 @@ def pipelined(channel: "SmtpChannel", items: Iterator[Item]) -> Iterator[tuple[A
             return
         if session.proven:  # the connection had worked: an idle timeout or a per-connection cap
             retry = session.unsent
-        else:
-            for key, b, _ in session.unsent:
+            continue
+        for key, b, _ in session.unsent:
+            if session.closing is not None:  # the server's own 421, e.g. "slow down": RateLimited
+                yield key, b, channel._response_error(smtplib.SMTPResponseException(*session.closing), b)
+            else:
                 yield key, b, TransientError(f"SMTP server {channel._where} closed the connection "
                                              f"before the message was sent: {session.reason}")
-            retry = deque()
+        retry = deque()
 
 
 class _Session:
@@ -100,6 +103,7 @@ class _Session:
         self.proven = getattr(conn, "sends", 0) > 0
         self.done = False
         self.reason = ""
+        self.closing: tuple[int, bytes] | None = None  # the 421 reply that ended the session
         self.unsent: deque[Item] = deque()
         # replies owed, in the order the server will send them: ("final", item) after a
         # message's data, ("env", item) after its MAIL/RCPT/DATA, ("ack", None) after a bare
@@ -161,6 +165,7 @@ class _Session:
                 return
             yield key, b, self.channel._response_error(smtplib.SMTPDataError(code, reply), b)
             if code == 421:
+                self.closing = (code, reply)
                 raise _Closed(f"{code} {reply.decode('utf-8', 'replace')}")
             return
         # an envelope: all three replies are read before anything is decided
@@ -174,6 +179,7 @@ class _Session:
             # the server is closing: nothing of this message was sent, so it may go again on
             # a new connection like any envelope still in flight
             self.unsent.append(item)
+            self.closing = closing
             raise _Closed(f"421 {closing[1].decode('utf-8', 'replace')}")
         from .smtp import classify_reply
 

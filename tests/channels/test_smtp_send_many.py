@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from outreach.channels import SendResult, SmtpChannel
-from outreach.errors import PermanentError, RecipientRejected, TransientError
+from outreach.errors import PermanentError, RateLimited, RecipientRejected, TransientError
 
 from .test_smtp_channel import letter
 
@@ -170,3 +170,16 @@ def test_every_sample_email_passes_a_strict_server_and_parses_back(smtp_server, 
         assert not msg.defects and msg["Subject"] == letter_.subject
         assert plain.get_content().replace("\r\n", "\n") == letter_.text
         assert unescape(html.get_content().replace("\r\n", "\n")) == unescape(letter_.html)
+
+
+def test_a_server_closing_with_slow_down_on_a_new_connection_is_a_rate_limit(smtp_server, smtp_account):
+    # given a server that answers the first MAIL of a fresh connection "421 ... slow down"
+    sink, controller = smtp_server
+    sink.next_mail.append("421 4.7.0 Too many messages, slow down")
+    channel = SmtpChannel(smtp_account(controller))
+    # when a stream is sent
+    outcomes = send_all(channel, addresses(3))
+    channel.close()
+    # then the first message's outcome is a rate limit (the dispatcher pauses the account on it)
+    assert isinstance(outcomes["reader0@example.net"], RateLimited)
+    assert "reader0@example.net" not in received(sink)
