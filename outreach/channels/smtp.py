@@ -47,15 +47,15 @@ class _Tracking:
 
     def data(self, msg):  # type: ignore[override]
         self.data_started = True
-        if not isinstance(msg, bytes) or msg.startswith(b".") or b"\n." in msg:
+        if not isinstance(msg, bytes):
             return super().data(msg)  # type: ignore[misc]
-        # No line starts with a dot, so smtplib's dot-stuffing regex over the whole message
-        # would change nothing: send it as is (same bytes, same conversation).
+        # smtplib dot-stuffs with a regex over the whole message; data_bytes writes the same
+        # bytes (CRLF lines already) without one.
         self.putcmd("data")  # type: ignore[attr-defined]
         code, repl = self.getreply()  # type: ignore[attr-defined]
         if code != 354:
             raise smtplib.SMTPDataError(code, repl)
-        self.send(msg + (b".\r\n" if msg.endswith(b"\r\n") else b"\r\n.\r\n"))  # type: ignore[attr-defined]
+        self.send(data_bytes(msg))  # type: ignore[attr-defined]
         return self.getreply()  # type: ignore[attr-defined]
 
     # Addresses reach here already checked as plain ASCII addr-specs (mime.check_address), so
@@ -72,54 +72,11 @@ class _Tracking:
         return self.getreply()  # type: ignore[attr-defined]
 
 
-class _Pipelining:
-    """`sendmail` for one recipient with RFC 2920 PIPELINING when the server offers it: MAIL,
-    RCPT and DATA go out in one write and their replies are read in order, so a message
-    costs two round trips instead of four (smtplib does not pipeline). Everything else, and
-    servers without PIPELINING, take smtplib's own path."""
-
-    def sendmail(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=()):  # type: ignore[override]
-        self.ehlo_or_helo_if_needed()  # type: ignore[attr-defined]
-        if (isinstance(to_addrs, str) or len(to_addrs) != 1 or mail_options or rcpt_options
-                or not isinstance(msg, bytes) or not self.has_extn("pipelining")):  # type: ignore[attr-defined]
-            return super().sendmail(from_addr, to_addrs, msg, mail_options, rcpt_options)  # type: ignore[misc]
-        (to,) = to_addrs
-        self.send(f"MAIL FROM:<{from_addr}>\r\nRCPT TO:<{to}>\r\nDATA\r\n".encode("ascii"))  # type: ignore[attr-defined]
-        mail, rcpt, data = (self.getreply() for _ in range(3))  # type: ignore[attr-defined]
-        if mail[0] != 250:
-            self._abort(mail[0], data[0])
-            raise smtplib.SMTPSenderRefused(mail[0], mail[1], from_addr)
-        if rcpt[0] not in (250, 251):
-            self._abort(rcpt[0], data[0])
-            raise smtplib.SMTPRecipientsRefused({to: rcpt})
-        if data[0] != 354:
-            self._abort(data[0], data[0])
-            raise smtplib.SMTPDataError(*data)
-        self.data_started = True
-        self.send(data_bytes(msg))  # type: ignore[attr-defined]
-        code, reply = self.getreply()  # type: ignore[attr-defined]
-        if code != 250:
-            self._abort(code, None)
-            raise smtplib.SMTPDataError(code, reply)
-        return {}
-
-    def _abort(self, code: int, data_code: int | None) -> None:
-        """Leave the transaction like smtplib does: close on 421, else RSET. A server that
-        accepted DATA although MAIL or RCPT failed gets an empty message ended first."""
-        if code == 421:
-            self.close()  # type: ignore[attr-defined]
-            return
-        if data_code == 354:
-            self.send(b".\r\n")  # type: ignore[attr-defined]
-            self.getreply()  # type: ignore[attr-defined]
-        self._rset()  # type: ignore[attr-defined]
-
-
-class _SMTP(_Pipelining, _Tracking, smtplib.SMTP):
+class _SMTP(_Tracking, smtplib.SMTP):
     pass
 
 
-class _SMTP_SSL(_Pipelining, _Tracking, smtplib.SMTP_SSL):
+class _SMTP_SSL(_Tracking, smtplib.SMTP_SSL):
     pass
 
 
@@ -172,9 +129,7 @@ class SmtpChannel(Channel):
                 "'Org Name <news@example.org>'", key=f"{self._key}.from") from None
         self.domain = account.dkim.domain if account.dkim else self.envelope_from.rpartition("@")[2]
         self._conn: _SMTP | None = None
-        # one SMTP conversation at a time on the shared connection (re-entrant: transmit_many
-        # falls back to transmit for a server without PIPELINING)
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()  # one SMTP conversation at a time on the shared connection
 
     # --- hooks ------------------------------------------------------------------------
 
@@ -188,9 +143,13 @@ class SmtpChannel(Channel):
         return BuiltEmail(message_id, check_address(email.to_addr), data)
 
     def transmit(self, built: BuiltEmail) -> dict[str, tuple[int, bytes]]:
-        """Return smtplib's dict of refused recipients (empty: accepted)."""
+        """Return smtplib's dict of refused recipients (empty: accepted). One message is a
+        stream of one: the same conversation, pipelined or not, as `transmit_many`."""
         with self._lock:
-            return self._transmit_one(built)
+            ((_, _, response),) = pipelined(self, iter([(None, built, None)]))
+        if isinstance(response, DeliveryError):
+            raise response
+        return response
 
     def transmit_many(self, built: Iterator[tuple[Any, BuiltEmail, DeliveryError | None]]
                       ) -> Iterator[tuple[Any, BuiltEmail, Any]]:
@@ -200,7 +159,8 @@ class SmtpChannel(Channel):
             yield from pipelined(self, built)
 
     def _transmit_one(self, built: BuiltEmail) -> dict[str, tuple[int, bytes]]:
-        """One message, the caller holding the lock; see transmit."""
+        """One message through smtplib, for a server without PIPELINING (the caller holds
+        the lock)."""
         for attempt in (1, 2):
             conn = self._connection()
             reused = conn.sends > 0
@@ -282,8 +242,8 @@ class SmtpChannel(Channel):
                                  context=ssl.create_default_context())
             else:
                 conn = _SMTP(a.host, a.port, local_hostname=_helo_name(), timeout=a.timeout)
+            conn.ehlo_or_helo_if_needed()  # what the server offers (PIPELINING, STARTTLS, AUTH)
             if a.security == "starttls":
-                conn.ehlo()
                 conn.starttls(context=ssl.create_default_context())
                 conn.ehlo()
             if a.username:

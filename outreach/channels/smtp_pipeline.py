@@ -1,11 +1,12 @@
 """Several messages in flight on one SMTP connection (RFC 2920 PIPELINING).
 
-smtplib waits for a reply to every command: four round trips a message. `_Pipelining` in
-smtp.py sends MAIL, RCPT and DATA together (two). This goes one step further, as Postfix's
-own client does: the end of one message's data travels in the same write as the next
-message's MAIL, RCPT and DATA, and while the server works on that write the caller composes
-and builds the message after it. One write and one read per message, and the round trip is
-spent building instead of waiting.
+smtplib waits for a reply to every command: four round trips a message. Here MAIL, RCPT and
+DATA go together, and, as Postfix's own client does, the end of one message's data travels
+in the same write as the next message's MAIL, RCPT and DATA; while the server works on that
+write the caller composes and builds the message after it. One write and one read per
+message, and the round trip is spent building instead of waiting. A single send is a
+stream of one (SmtpChannel.transmit); a server without PIPELINING gets smtplib, one message
+at a time.
 
     write: <A's data>.  MAIL/RCPT/DATA(C)     read: 250 (A)  250 250 354 (C)
            (the caller builds D meanwhile)    write: <C's data>.  MAIL/RCPT/DATA(D)  ...
@@ -29,7 +30,6 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DeliveryError, TransientError
-from .base import Channel
 
 if TYPE_CHECKING:
     from .smtp import BuiltEmail, SmtpChannel
@@ -61,18 +61,15 @@ def pipelined(channel: "SmtpChannel", items: Iterator[Item]) -> Iterator[tuple[A
                 return
             yield item[0], item[1], item[2] or exc
             continue
-        try:
-            conn.ehlo_or_helo_if_needed()
-        except (smtplib.SMTPException, OSError) as exc:
-            channel._drop()
-            item = retry.popleft() if retry else next(items, None)
-            if item is None:
-                return
-            yield item[0], item[1], item[2] or TransientError(f"SMTP server {channel._where} did not "
-                                                              f"answer EHLO: {exc}")
-            continue
-        if not conn.has_extn("pipelining"):
-            yield from Channel.transmit_many(channel, chain(retry, items))  # one at a time
+        if not conn.has_extn("pipelining"):  # one message at a time, through smtplib
+            for key, b, error in chain(retry, items):
+                if error is None:
+                    try:
+                        yield key, b, channel._transmit_one(b)
+                        continue
+                    except DeliveryError as exc:
+                        error = exc
+                yield key, b, error
             return
         session = _Session(channel, conn)
         try:
