@@ -447,7 +447,7 @@ def defer(bind: Bind, rows: Sequence[tuple[int, int]], next_due_at: datetime, re
     ids = [d for d, _ in rows]
 
     def go(conn: sa.Connection) -> None:
-        conn.execute(sa.update(_d).where(_d.c.id.in_(ids), _d.c.state == "sending")
+        conn.execute(sa.update(_d).where(_id_in(conn, ids), _d.c.state == "sending")
                      .values(state="retry", due_at=next_due_at, leased_until=None, last_error=reason,
                              attempts=_d.c.attempts - 1, updated_at=now))
         _events(conn, rows, "retried", reason, now)
