@@ -15,11 +15,11 @@ import time
 import traceback
 from pathlib import Path
 
-from . import ceiling as ceiling_mod
-from . import machine, pipeline, planning, results
-from .dbs import PG_ADMIN_URL
-from .profile import format_rows
-from .sink import SmtpSink, ensure_installed
+from bench import ceiling as ceiling_mod
+from bench import machine, pipeline, planning, results
+from bench.dbs import PG_ADMIN_URL
+from bench.profile import format_rows
+from bench.sink import SmtpSink, ensure_installed
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 

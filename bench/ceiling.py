@@ -36,10 +36,10 @@ class CeilingResult:
 
 def render(settings_root: Path, env: dict[str, str], database_url: str, k: int, out: Path) -> tuple[int, float, float]:
     """Render k messages for the first k subscribers in the audience; pickle [(rcpt, bytes)]."""
-    from outreach.audience import audience_select
-    from outreach.channels.smtp import SmtpChannel
-    from outreach.recipients import load_recipients
-    from outreach.runtime import Runtime
+    from outreach.authoring.audience import audience_select
+    from outreach.channels.smtp.channel import SmtpChannel
+    from outreach.store.recipients import load_recipients
+    from outreach.delivery.runtime import Runtime
     from outreach.settings import load_settings
     from outreach.store import make_engine
 

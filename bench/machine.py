@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from .dbs import pg_server_version
+from bench.dbs import pg_server_version
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,10 +25,10 @@ import sqlalchemy as sa
 from outreach import store
 from outreach.store.schema import deliveries, delivery_events, runs
 
-from . import audience, ceiling, dbs, procs
-from .machine import code_id
-from .project import CAMPAIGN, child_env, make_project
-from .sink import SmtpSink
+from bench import audience, ceiling, dbs, procs
+from bench.machine import code_id
+from bench.project import CAMPAIGN, child_env, make_project
+from bench.sink import SmtpSink
 
 
 @dataclass
@@ -81,7 +81,7 @@ def _stop(proc: subprocess.Popen | None, timeout: float = 30) -> None:
 
 def _wait_ready(redis_url: str, worker: subprocess.Popen, timeout: float = 90) -> None:
     """Until the worker answers a broadcast ping (it consumes from its queues then)."""
-    from outreach.celery_app import make_app
+    from outreach.worker.app import make_app
 
     app = make_app(redis_url, 1.0)
     deadline = time.monotonic() + timeout
@@ -287,6 +287,6 @@ def _finish_profiler(proc: subprocess.Popen, out: Path) -> tuple[int, list, list
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
-    from .profile import hotspots
+    from bench.profile import hotspots
 
     return hotspots(out) if out.exists() else (0, [], [])

@@ -1,5 +1,5 @@
 """Planning at scale: one run of mid-year-recap (local_time: true, as written) over M
-subscribers, planned by `outreach.dispatch.plan_run` in a fresh process whose peak RSS
+subscribers, planned by `outreach.delivery.dispatch.plan_run` in a fresh process whose peak RSS
 (VmHWM) is read at the end.
 
 The parent bulk-loads the audience (timed apart), then runs `python -m bench.planning`
@@ -19,10 +19,10 @@ from pathlib import Path
 
 from outreach import store
 
-from . import audience, dbs
-from .machine import code_id
-from .procs import vm_hwm_kb
-from .project import CAMPAIGN, child_env, make_project
+from bench import audience, dbs
+from bench.machine import code_id
+from bench.procs import vm_hwm_kb
+from bench.project import CAMPAIGN, child_env, make_project
 
 
 @dataclass
@@ -71,9 +71,9 @@ def run(kind: str, m: int, *, workdir: Path, redis_url: str, secret: str, pg_adm
 
 def child() -> None:
     """In the fresh process: plan one run and print a JSON line."""
-    from outreach import dispatch
-    from outreach.runtime import Runtime
-    from outreach.scheduling import now_utc, occurrences
+    from outreach.delivery import dispatch
+    from outreach.delivery.runtime import Runtime
+    from outreach.delivery.scheduling import now_utc, occurrences
     from outreach.settings import load_settings
 
     settings = load_settings(os.environ["OUTREACH_ROOT"])

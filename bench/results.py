@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .ceiling import CeilingResult
-from .pipeline import PipelineResult
-from .planning import PlanningResult
+from bench.ceiling import CeilingResult
+from bench.pipeline import PipelineResult
+from bench.planning import PlanningResult
 
 HEADER = """# Benchmark results
 

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from . import yamlfile
+from .authoring import yamlfile
 from .errors import ConfigurationError, Problem, ValidationFailed
 
 ENV_PREFIX = "OUTREACH_"

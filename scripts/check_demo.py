@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from outreach.audience import audience_count, audience_select, segments_for
-from outreach.campaigns import load_campaigns
+from outreach.authoring.audience import audience_count, audience_select, segments_for
+from outreach.authoring.campaigns import load_campaigns
 from outreach.settings import load_settings
 from outreach.store import engine_for
 

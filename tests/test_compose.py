@@ -15,7 +15,7 @@ import sqlalchemy as sa
 import yaml
 from click.testing import CliRunner
 
-from outreach import celery_app
+from outreach.worker import app as celery_app
 from outreach.cli import cli
 from outreach.settings import _ENV_KEYS, ENV_PREFIX, load_settings
 
@@ -91,7 +91,7 @@ def test_exactly_one_beat():
 @pytest.mark.parametrize("service", APP)
 def test_app_commands_are_outreach_or_celery_on_our_app(service):
     cmd = command(service)
-    assert cmd[:1] == ["outreach"] or cmd[:3] == ["celery", "-A", "outreach.celery_app"], cmd
+    assert cmd[:1] == ["outreach"] or cmd[:3] == ["celery", "-A", "outreach.worker.app"], cmd
 
 
 OUTREACH_COMMANDS = [(s, command(s)) for s in APP if command(s)[:1] == ["outreach"]]
@@ -121,14 +121,14 @@ def test_worker_queues_are_the_apps_queues_and_all_are_consumed():
 def test_flower_targets_our_celery_app(monkeypatch):
     # given the settings the container would have
     cmd = command("flower")
-    assert cmd[:4] == ["celery", "-A", "outreach.celery_app", "flower"]
+    assert cmd[:4] == ["celery", "-A", "outreach.worker.app", "flower"]
     monkeypatch.setenv("OUTREACH_ROOT", str(ROOT))
     monkeypatch.setattr(celery_app, "_app", None)
-    # when celery resolves `-A outreach.celery_app` the way the CLI does
+    # when celery resolves `-A outreach.worker.app` the way the CLI does
     from celery import Celery
     from celery.app.utils import find_app
 
-    app = find_app("outreach.celery_app")
+    app = find_app("outreach.worker.app")
     # then it is our app, and flower's port is the one published
     assert isinstance(app, Celery) and app.main == "outreach"
     port = next(a.split("=", 1)[1] for a in cmd if a.startswith("--port="))

@@ -16,8 +16,8 @@ import pytest
 import redis
 from kombu import Connection
 
-from outreach.celery_app import make_app
-from outreach.embedded_redis import EmbeddedRedis
+from outreach.worker.app import make_app
+from outreach.devtools.embedded_redis import EmbeddedRedis
 from outreach.errors import ConfigurationError
 
 
@@ -106,7 +106,7 @@ def test_parent_killed_takes_the_server_with_it(short_dir):
     # given a process that started a server and was then SIGKILLed (no atexit, no cleanup)
     script = textwrap.dedent(f"""
         import sys, time
-        from outreach.embedded_redis import EmbeddedRedis
+        from outreach.devtools.embedded_redis import EmbeddedRedis
         server = EmbeddedRedis({str(short_dir)!r}).start()
         print(server.pid, flush=True)
         time.sleep(60)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from outreach.errors import DataError
-from outreach.links import LinkSigner
+from outreach.content.links import LinkSigner
 
 SIGNER = LinkSigner("a-secret-key-for-tests-only", "https://rights.example.org/")
 

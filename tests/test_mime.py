@@ -1,4 +1,4 @@
-"""outreach.mime: the bytes must parse back (email policy.default) to exactly what was meant."""
+"""outreach.channels.smtp.mime: the bytes must parse back (email policy.default) to exactly what was meant."""
 from __future__ import annotations
 
 import email
@@ -15,7 +15,7 @@ import pytest
 
 from outreach.channels.base import OutgoingEmail
 from outreach.errors import ChannelConfigurationError, PermanentError, RecipientRejected
-from outreach.mime import build_email, clean_header_text, sign_dkim
+from outreach.channels.smtp.mime import build_email, clean_header_text, sign_dkim
 
 FROM = "Rights Watch <news@rights.example.org>"
 LONG_URL = "https://rights.example.org/unsubscribe/" + "Ab3_-" * 30 + "?sig=" + "f" * 64

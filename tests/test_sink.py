@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from outreach.sink import SmtpSink
+from outreach.devtools.sink import SmtpSink
 
 SENDER = "news@example.org"
 
@@ -100,9 +100,9 @@ def test_stop_releases_the_port(tmp_path):
 
 
 def test_module_runs_in_the_foreground_until_interrupted(tmp_path):
-    # given `python -m outreach.sink` on a free port
+    # given `python -m outreach.devtools.sink` on a free port
     outbox = tmp_path / "outbox"
-    proc = subprocess.Popen([sys.executable, "-m", "outreach.sink", "--port", "0", "--outbox", str(outbox)],
+    proc = subprocess.Popen([sys.executable, "-m", "outreach.devtools.sink", "--port", "0", "--outbox", str(outbox)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         banner = proc.stdout.readline()

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import ChannelConfigurationError
 from .base import Channel, OutgoingEmail, OutgoingTweet, SendResult
 from .fake import FakeChannel
-from .smtp import SmtpChannel
+from .smtp.channel import SmtpChannel
 from .x import XChannel, tweet_length
 
 __all__ = ["CHANNELS", "Channel", "FakeChannel", "OutgoingEmail", "OutgoingTweet", "SendResult",

@@ -1,6 +1,6 @@
 """A channel that sends nothing and remembers everything: for tests, dry runs and the demo.
 
-Emails are still assembled with outreach.mime (so a dry run catches what a real send would
+Emails are still assembled with outreach.channels.smtp.mime (so a dry run catches what a real send would
 refuse) and posts are still length-checked the way X counts. What was "sent" is kept in
 `sent`, and optionally appended as JSON lines to a file and written as .eml files, so other
 processes (a demo worker, a test) can inspect it.
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PermanentError
-from ..mime import build_email, make_message_id
+from .smtp.mime import build_email, make_message_id
 from .base import Channel, OutgoingEmail, OutgoingTweet, SendResult
 from .x import MAX_WEIGHTED_LENGTH, tweet_length
 

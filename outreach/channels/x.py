@@ -16,8 +16,8 @@ import requests
 import tweepy
 from twitter_text import parse_tweet
 
-from ..errors import (ChannelConfigurationError, DeliveryError, DuplicateContent, PermanentError,
-                      RateLimited, TransientError)
+from ..errors import (ChannelConfigurationError, DeliveryError, DuplicateContent, PermanentError, RateLimited,
+                      TransientError)
 from ..settings import Limit, XAccount, account_env_name
 from .base import Channel, OutgoingTweet, SendResult
 

@@ -3,49 +3,17 @@ subscribers, suppressions, runs, deliveries and their events."""
 from __future__ import annotations
 
 from .db import display_url, engine_for, make_engine, normalize_url
-from .ledger import (
-    ACTIVE_STATES,
-    add_delivery,
-    cancel_run,
-    claim,
-    create_run,
-    delivery_events_of,
-    due_deliveries,
-    find_run,
-    finish_run_if_done,
-    get_delivery,
-    get_run,
-    mark_queued,
-    mark_run_planned,
-    plan_deliveries,
-    record_event,
-    record_failed,
-    record_progress,
-    record_retry,
-    record_unknown,
-    record_sent,
-    record_sent_many,
-    defer,
-    record_skipped,
-    requeue_unknown,
-    run_progress,
-    set_run_status,
-)
+from .ledger import (ACTIVE_STATES, add_delivery, cancel_run, claim, create_run, delivery_events_of,
+                     due_deliveries, find_run, finish_run_if_done, get_delivery, get_run, mark_queued,
+                     mark_run_planned, plan_deliveries, record_event, record_failed, record_progress,
+                     record_retry, record_unknown, record_sent, record_sent_many, defer, record_skipped,
+                     requeue_unknown, run_progress, set_run_status)
 from .migrations import current_revision, head_revision, require_current, upgrade
 # Table objects live in `outreach.store.schema` (not re-exported: `subscribers` and
 # `suppressions` are also the names of modules of this package).
 from .schema import DELIVERY_STATES, EVENT_KINDS, RUN_STATUSES, SUBSCRIBER_STATUSES, metadata, utcnow
-from .subscribers import (
-    ImportResult,
-    SubscriberRecord,
-    add_subscriber,
-    export_csv,
-    get_subscriber,
-    get_tags,
-    import_csv,
-    normalize_email,
-    set_status,
-)
+from .subscribers import (ImportResult, SubscriberRecord, add_subscriber, export_csv, get_subscriber,
+                          get_tags, import_csv, normalize_email, set_status)
 from .suppressions import is_suppressed, suppress, suppressed_among, suppression_key, unsuppress
 
 __all__ = [

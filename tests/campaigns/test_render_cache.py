@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from outreach.compose import Composer
-from outreach.links import LinkSigner
-from outreach.render_cache import RenderCache, plan_for
-from outreach.samples import sample_recipients
+from outreach.content.compose import Composer
+from outreach.content.links import LinkSigner
+from outreach.content.render_cache import RenderCache, plan_for
+from outreach.subscribers.samples import sample_recipients
 from outreach.settings import load_settings
-from outreach.templating import Recipient, RenderedEmail, Renderer
-from outreach.validation import validate
+from outreach.content.templating import Recipient, RenderedEmail, Renderer
+from outreach.authoring.validation import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 

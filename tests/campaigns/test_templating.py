@@ -9,8 +9,8 @@ from jinja2.exceptions import SecurityError
 
 from outreach.channels.base import OutgoingEmail
 from outreach.errors import TemplateRenderError
-from outreach.mime import build_email
-from outreach.templating import Recipient, Renderer, one_line
+from outreach.channels.smtp.mime import build_email
+from outreach.content.templating import Recipient, Renderer, one_line
 
 
 @pytest.fixture

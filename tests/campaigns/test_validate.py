@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from .conftest import CAMPAIGN
+from tests.campaigns.conftest import CAMPAIGN
 
 
 def errors(result) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from outreach.channels import OutgoingEmail, SmtpChannel, get_channel
 
-from .conftest import SmtpSink, _start
+from tests.channels.conftest import SmtpSink, _start
 from outreach.errors import (ChannelConfigurationError, PermanentError, RateLimited, RecipientRejected,
                              TransientError)
 

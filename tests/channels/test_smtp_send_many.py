@@ -7,7 +7,7 @@ import pytest
 from outreach.channels import SendResult, SmtpChannel
 from outreach.errors import PermanentError, RateLimited, RecipientRejected, TransientError
 
-from .test_smtp_channel import letter
+from tests.channels.test_smtp_channel import letter
 
 
 def addresses(n: int) -> list[str]:
@@ -125,7 +125,7 @@ def test_a_message_that_cannot_be_built_fails_alone(smtp_server, smtp_account):
 
 def test_an_unreachable_server_fails_each_message_as_transient(smtp_account):
     # given an account pointing at a loopback port nobody listens on
-    from .conftest import free_port
+    from tests.channels.conftest import free_port
 
     class Nowhere:
         port = free_port()
@@ -143,11 +143,11 @@ def test_every_sample_email_passes_a_strict_server_and_parses_back(smtp_server, 
     from email import message_from_bytes, policy
     from html import unescape
 
-    from outreach.compose import Composer
-    from outreach.links import LinkSigner
-    from outreach.samples import sample_recipients
+    from outreach.content.compose import Composer
+    from outreach.content.links import LinkSigner
+    from outreach.subscribers.samples import sample_recipients
     from outreach.settings import load_settings
-    from outreach.validation import validate
+    from outreach.authoring.validation import validate
     from tests.campaigns.test_render_cache import ROOT
 
     monkeypatch.chdir(ROOT)

@@ -15,8 +15,8 @@ from aiosmtpd.controller import Controller
 from outreach.channels import SendResult, SmtpChannel
 from outreach.errors import ChannelConfigurationError
 
-from .conftest import SmtpSink, _start
-from .test_smtp_channel import letter
+from tests.channels.conftest import SmtpSink, _start
+from tests.channels.test_smtp_channel import letter
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 

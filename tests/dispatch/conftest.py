@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from outreach.ratelimit import RateLimiter
-from outreach.runtime import Runtime
+from outreach.delivery.ratelimit import RateLimiter
+from outreach.delivery.runtime import Runtime
 from outreach.settings import load_settings
 from outreach.store import add_subscriber
 from tests.channels.conftest import smtp_server, x_api  # noqa: F401  (fixtures)

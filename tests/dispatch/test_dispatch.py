@@ -9,11 +9,12 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from outreach import dispatch, store
-from outreach.runtime import Runtime
+from outreach.delivery import dispatch
+from outreach import store
+from outreach.delivery.runtime import Runtime
 from outreach.store.schema import deliveries, runs
 
-from .conftest import add_people
+from tests.dispatch.conftest import add_people
 
 UTC = timezone.utc
 

@@ -6,11 +6,12 @@ import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from outreach.audience import Audience, Filter, TagFilter, audience_count, audience_select, load_segments
+from outreach.authoring.audience import (Audience, Filter, TagFilter, audience_count, audience_select,
+                                         load_segments)
 from outreach.errors import ConfigurationError, ValidationFailed
 from outreach.store import set_status, suppress, unsuppress
 
-from .helpers import people
+from tests.store.helpers import people
 
 REPO_SEGMENTS = Path(__file__).resolve().parents[2] / "config" / "segments.yaml"
 

@@ -6,32 +6,14 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from outreach.audience import audience_select
-from outreach.store import (
-    add_delivery,
-    cancel_run,
-    claim,
-    create_run,
-    delivery_events_of,
-    due_deliveries,
-    find_run,
-    finish_run_if_done,
-    get_delivery,
-    mark_queued,
-    mark_run_planned,
-    plan_deliveries,
-    record_failed,
-    record_progress,
-    record_retry,
-    record_sent,
-    record_sent_many,
-    requeue_unknown,
-    run_progress,
-    suppress,
-)
+from outreach.authoring.audience import audience_select
+from outreach.store import (add_delivery, cancel_run, claim, create_run, delivery_events_of, due_deliveries,
+                            find_run, finish_run_if_done, get_delivery, mark_queued, mark_run_planned,
+                            plan_deliveries, record_failed, record_progress, record_retry, record_sent,
+                            record_sent_many, requeue_unknown, run_progress, suppress)
 from outreach.store.schema import deliveries
 
-from .helpers import T0, people
+from tests.store.helpers import T0, people
 
 LEASE = timedelta(minutes=5)
 

@@ -9,14 +9,14 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from outreach.audience import audience_select
+from outreach.authoring.audience import audience_select
 from outreach.settings import Settings, load_settings
 from outreach.store import (claim, create_run, get_delivery, get_subscriber, head_revision, is_suppressed,
                             make_engine, mark_run_planned, plan_deliveries, record_sent, record_unknown)
 from outreach.store.schema import deliveries
-from outreach.store_cli import register
+from outreach.cli.store_cli import register
 
-from .helpers import T0, people
+from tests.store.helpers import T0, people
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -104,7 +104,6 @@ def test_suppress_and_unsuppress(run, db_url):
 
 def test_audience_of_a_sample_campaign(run, tmp_path, db_url):
     # given the repository's sample project and subscribers, one of them suppressed
-    pytest.importorskip("outreach.campaigns")
     shutil.copytree(REPO / "config", tmp_path / "config")
     settings = load_settings(tmp_path, environ={}, database_url=db_url)
     run("db", "upgrade", settings=settings)
@@ -125,7 +124,7 @@ def test_audience_of_a_sample_campaign(run, tmp_path, db_url):
 
 
 def whole_step(settings: Settings) -> str:
-    from outreach.campaigns import load_campaigns
+    from outreach.authoring.campaigns import load_campaigns
 
     loaded = load_campaigns(settings)
     return getattr(loaded, "campaigns", loaded)["speaking-tour"].steps[0].id

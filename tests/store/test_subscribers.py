@@ -11,7 +11,7 @@ from outreach.store import export_csv, get_subscriber, get_tags, set_status
 from outreach.store.schema import subscribers
 from outreach.store.subscribers import normalize_email
 
-from .helpers import csv_import
+from tests.store.helpers import csv_import
 
 HEADER = "email,name,city,country,timezone,language,tags,status,consent_source,consent_at,chapter\n"
 GOOD = [

@@ -112,7 +112,7 @@ def broker() -> Iterator[redis_lib.Redis]:
 @pytest.fixture
 def celery_app(broker):
     """A client app on the test broker (never made current: other tests stay unaffected)."""
-    from outreach.celery_app import make_app
+    from outreach.worker.app import make_app
 
     app = make_app(REDIS_URL, 1.0)
     yield app
@@ -165,7 +165,7 @@ class Project:
         return load_settings(self.root, environ=self.env)
 
     def runtime(self, engine):
-        from outreach.runtime import Runtime
+        from outreach.delivery.runtime import Runtime
 
         return Runtime(self.settings(), engine=engine)
 

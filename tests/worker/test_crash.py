@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
-from outreach import dispatch
+from outreach.delivery import dispatch
 from outreach.store.schema import deliveries
 
-from .conftest import active, add_people, states, wait_for_workers, wait_until
+from tests.worker.conftest import active, add_people, states, wait_for_workers, wait_until
 
 N = 2000
 

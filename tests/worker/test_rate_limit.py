@@ -6,10 +6,10 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
-from outreach import dispatch
+from outreach.delivery import dispatch
 from outreach.store.schema import deliveries
 
-from .conftest import add_people, active, states, wait_for_workers, wait_until
+from tests.worker.conftest import add_people, active, states, wait_for_workers, wait_until
 
 LIMIT, PER_SECONDS = 20, 1.0
 N = 160

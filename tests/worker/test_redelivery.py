@@ -6,10 +6,10 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
-from outreach import dispatch
+from outreach.delivery import dispatch
 from outreach.store.schema import delivery_events
 
-from .conftest import add_people, states, wait_for_workers, wait_until
+from tests.worker.conftest import add_people, states, wait_for_workers, wait_until
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

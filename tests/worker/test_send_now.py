@@ -7,7 +7,7 @@ import email.policy
 
 from outreach import store
 
-from .conftest import add_people, run_ids, states, wait_for_workers, wait_until
+from tests.worker.conftest import add_people, run_ids, states, wait_for_workers, wait_until
 
 
 def test_send_now_reaches_every_eligible_subscriber_once_and_posts_one_thread(

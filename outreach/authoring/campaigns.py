@@ -1,0 +1,255 @@
+"""Campaign models: YAML files in config/campaigns/ become typed, checked objects once.
+
+Loading only checks the shape of each file (keys, types, schedules, step references);
+`validation.py` adds the checks that need templates, settings and sample data.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from . import yamlfile
+from .audience import Audience
+from ..errors import Problem
+from ..settings import Settings, Strict, _zone, parse_duration
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+
+
+def _duration(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, (str, int, float)) else value
+
+
+def _wall_time(value: Any) -> Any:
+    """'2026-12-01 09:00' (YAML leaves it a string) → naive datetime; the zone is separate."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not a date and time; write YYYY-MM-DD HH:MM") from None
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        raise ValueError("write the time without an offset and give the zone in `timezone:`")
+    return value
+
+
+class Schedule(Strict):
+    at: datetime | None = None
+    cron: str | None = None
+    after: str | None = None
+    delay: timedelta = timedelta(0)
+    timezone: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    local_time: bool = False
+
+    _times = field_validator("at", "start", "end", mode="before")(_wall_time)
+    _delay = field_validator("delay", mode="before")(_duration)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        if v is not None:
+            _zone(v)
+        return v
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None and not croniter.is_valid(v):
+            raise ValueError(f"invalid cron expression {v!r}; five fields: minute hour day-of-month "
+                             "month day-of-week, e.g. \"0 9 1 * *\" for 09:00 on the 1st")
+        return v
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Schedule":
+        kinds = [k for k in ("at", "cron", "after") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("a schedule needs exactly one of `at`, `cron` or `after`"
+                             + (f" (found {', '.join(kinds)})" if kinds else ""))
+        if kinds[0] in ("at", "cron") and self.timezone is None:
+            raise ValueError(f"`{kinds[0]}` needs a `timezone:` (an IANA name such as America/New_York)")
+        if self.delay and self.after is None:
+            raise ValueError("`delay` only applies to a schedule with `after: STEP`")
+        if (self.start or self.end) and self.cron is None:
+            raise ValueError("`start`/`end` only apply to a `cron` schedule")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo | None:
+        return ZoneInfo(self.timezone) if self.timezone else None
+
+
+class Step(Strict):
+    id: str = Field(pattern=NAME_PATTERN)
+    channel: Literal["email", "x"]
+    template: str
+    account: str | None = None
+    schedule: Schedule
+    expires: timedelta | None = None
+
+    _expires = field_validator("expires", mode="before")(_duration)
+
+    @property
+    def view(self) -> MappingProxyType:
+        return MappingProxyType({"id": self.id, "channel": self.channel})
+
+
+class Campaign(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    title: str | None = None
+    audience: Audience = Audience()
+    data: dict[str, Any] = Field(default_factory=dict)
+    data_files: dict[str, str] = Field(default_factory=dict)
+    steps: list[Step] = Field(min_length=1)
+
+    _source: str = PrivateAttr(default="")
+    _doc: Any = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    def step(self, step_id: str) -> Step:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+    @property
+    def view(self) -> MappingProxyType:
+        """What templates see as `campaign` (read-only)."""
+        return MappingProxyType({"name": self.name, "title": self.title or self.name, "data": self.data})
+
+    def line(self, loc: tuple) -> int | None:
+        return self._doc.line(loc) if self._doc else None
+
+
+class CampaignSet:
+    """Every campaign that loaded, plus every problem found while loading."""
+
+    def __init__(self) -> None:
+        self.campaigns: dict[str, Campaign] = {}
+        self.problems: list[Problem] = []
+
+
+def campaign_files(settings: Settings, paths: list[Path] | None = None) -> list[Path]:
+    """The campaign files under the given paths (a file, a campaigns dir, or config/)."""
+    roots = paths or [settings.path(settings.campaigns_dir)]
+    found: list[Path] = []
+    for p in roots:
+        p = Path(p)
+        if p.is_dir():
+            # `validate config/` means the campaigns inside it
+            base = p / "campaigns" if (p / "campaigns").is_dir() else p
+            found.extend(sorted(base.glob("*.yaml")) + sorted(base.glob("*.yml")))
+        elif p.is_file():
+            found.append(p)
+    return found
+
+
+def load_campaigns(settings: Settings, paths: list[Path] | None = None) -> CampaignSet:
+    result = CampaignSet()
+    for path in campaign_files(settings, paths):
+        campaign = load_campaign_file(settings, path, result.problems)
+        if campaign is None:
+            continue
+        if campaign.name in result.campaigns:
+            other = result.campaigns[campaign.name].source
+            result.problems.append(Problem(campaign.source, campaign.line(("name",)), "name",
+                                           f"campaign name {campaign.name!r} is already used by {other}",
+                                           "give each campaign a unique name"))
+            continue
+        result.campaigns[campaign.name] = campaign
+    return result
+
+
+def load_campaign_file(settings: Settings, path: Path, problems: list[Problem]) -> Campaign | None:
+    display = os.path.relpath(path)
+    try:
+        doc = yamlfile.load(path, display)
+    except yamlfile.YamlSyntaxError as exc:
+        problems.append(exc.problem)
+        return None
+    if not isinstance(doc.data, dict):
+        problems.append(Problem(display, 1, None, "a campaign file must be a mapping with name, audience and steps"))
+        return None
+    try:
+        campaign = Campaign.model_validate(doc.data)
+    except ValidationError as exc:
+        problems.extend(yamlfile.problems_from(exc, doc, Campaign))
+        return None
+    campaign._source = display
+    campaign._doc = doc
+    problems.extend(_check_steps(campaign, doc))
+    _load_data_files(settings, campaign, doc, problems)
+    return campaign
+
+
+def _check_steps(campaign: Campaign, doc: yamlfile.Located) -> list[Problem]:
+    out: list[Problem] = []
+    ids: dict[str, int] = {}
+    for i, step in enumerate(campaign.steps):
+        if step.channel == "x" and step.schedule.local_time:
+            out.append(doc.problem(("steps", i, "schedule", "local_time"),
+                                   "local_time applies to email steps: a post goes out once, not per recipient",
+                                   "remove it, or give the post its own time"))
+        if step.id in ids:
+            out.append(doc.problem(("steps", i, "id"), f"step id {step.id!r} is used twice",
+                                   "give each step a unique id"))
+        ids.setdefault(step.id, i)
+    for i, step in enumerate(campaign.steps):
+        after = step.schedule.after
+        if after is None:
+            continue
+        if after not in ids:
+            close = [s for s in ids if s != step.id]
+            out.append(doc.problem(("steps", i, "schedule", "after"),
+                                   f"step {step.id!r} runs after step {after!r}, which does not exist",
+                                   f"use one of: {', '.join(close)}" if close else "add that step"))
+            continue
+        # follow the chain to find cycles (a → b → a never runs)
+        seen, cur = {step.id}, after
+        while cur is not None:
+            if cur in seen:
+                out.append(doc.problem(("steps", i, "schedule", "after"),
+                                       f"steps {' → '.join(sorted(seen))} wait for each other in a cycle",
+                                       "one step must have `at` or `cron`"))
+                break
+            seen.add(cur)
+            cur = campaign.steps[ids[cur]].schedule.after if cur in ids else None
+    return out
+
+
+def _load_data_files(settings: Settings, campaign: Campaign, doc: yamlfile.Located,
+                     problems: list[Problem]) -> None:
+    for key, rel in campaign.data_files.items():
+        loc = ("data_files", key)
+        if key in campaign.data:
+            problems.append(doc.problem(loc, f"{key!r} is defined both in data and data_files",
+                                        "keep one of them"))
+            continue
+        path = settings.path(settings.data_dir) / rel
+        if not path.is_file():
+            problems.append(doc.problem(loc, f"data file {rel} not found under {settings.data_dir}",
+                                        "the path is relative to the config directory"))
+            continue
+        try:
+            campaign.data[key] = yamlfile.load(path, os.path.relpath(path)).data
+        except yamlfile.YamlSyntaxError as exc:
+            problems.append(exc.problem)
+
+
+def root_step(campaign: Campaign, step: Step) -> tuple[Step, timedelta]:
+    """The step whose own schedule anchors `step`, and the total delay after it."""
+    delay = timedelta(0)
+    while step.schedule.after is not None:
+        delay += step.schedule.delay
+        step = campaign.step(step.schedule.after)
+    return step, delay

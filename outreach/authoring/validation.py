@@ -1,0 +1,234 @@
+"""`outreach validate`: every check that can be made without sending anything.
+
+Shape errors come from loading (campaigns.py); this module adds what needs the settings,
+the segments, the templates and sample subscribers: unknown accounts and segments,
+missing templates, template syntax, variables nobody provides, and tweets over 280 as
+X counts them. Each problem names a file and line a campaign manager can open.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import TemplateSyntaxError, meta, nodes
+from twitter_text import parse_tweet
+
+from .audience import Filter, segments_for
+from .campaigns import Campaign, CampaignSet, Step, load_campaigns
+from ..content.compose import Composer
+from ..errors import ConfigurationError, Problem, TemplateRenderError, ValidationFailed
+from ..content.links import LinkSigner
+from ..subscribers.samples import sample_recipients
+from ..settings import Settings
+from ..content.templating import RECIPIENT_FIELDS, Recipient, Renderer, email_paths, tweet_path
+
+TWEET_LIMIT = 280
+LINK_FIELDS = frozenset({"unsubscribe", "view_in_browser", "unsubscribe_mailto"})
+ORGANIZATION_FIELDS = frozenset({"name", "postal_address", "website"})
+STEP_FIELDS = frozenset({"id", "channel"})
+CAMPAIGN_FIELDS = frozenset({"name", "title", "data"})
+
+
+@dataclass
+class Report:
+    campaigns: CampaignSet
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def validate(settings: Settings, paths: list[Path] | None = None,
+             segments: dict[str, Filter] | None = None) -> Report:
+    problems: list[Problem] = []
+    if segments is None:
+        try:
+            segments = segments_for(settings)
+        except ValidationFailed as exc:
+            segments = {}
+            problems.extend(exc.problems)
+    campaigns = load_campaigns(settings, paths)
+    problems.extend(campaigns.problems)
+    # one composer for every step: the dynamic pass composes exactly as the sender would
+    composer = Composer(settings, LinkSigner(settings.secret_key or "validation-only", settings.base_url))
+    recipients = sample_recipients(settings)
+    checked_templates: set[str] = set()
+    for campaign in campaigns.campaigns.values():
+        problems.extend(_check_audience(campaign, segments))
+        for i, step in enumerate(campaign.steps):
+            problems.extend(_check_account(settings, campaign, i, step))
+            problems.extend(_check_templates(settings, composer, campaign, i, step, recipients,
+                                             checked_templates))
+    # the same partial used by several steps is reported once
+    return Report(campaigns, list(dict.fromkeys(problems)))
+
+
+def _check_audience(campaign: Campaign, segments: dict[str, Filter]) -> Iterator[Problem]:
+    name = campaign.audience.segment
+    if name is not None and name not in segments:
+        close = difflib.get_close_matches(name, list(segments), n=1)
+        yield Problem(campaign.source, campaign.line(("audience", "segment")), "audience.segment",
+                      f"unknown segment {name!r}",
+                      f"did you mean {close[0]!r}?" if close else
+                      "define it in config/segments.yaml" + (f" (defined: {', '.join(segments)})" if segments else ""))
+
+
+def _check_account(settings: Settings, campaign: Campaign, i: int, step: Step) -> Iterator[Problem]:
+    try:
+        if step.channel == "email":
+            settings.smtp_account(step.account)
+        else:
+            settings.x_account(step.account)
+    except ConfigurationError as exc:
+        yield Problem(campaign.source, campaign.line(("steps", i, "account")), f"steps[{i}].account", str(exc))
+
+
+def _check_templates(settings: Settings, composer: Composer, campaign: Campaign, i: int, step: Step,
+                     recipients: list[Recipient], checked: set[str]) -> Iterator[Problem]:
+    renderer = composer.renderer
+    loc = ("steps", i, "template")
+    field = f"steps[{i}].template"
+    templates_dir = renderer.templates_dir
+    if step.channel == "email":
+        paths = email_paths(step.template)
+        required = [paths["subject"], paths["html"]]
+        names = required + ([paths["text"]] if renderer.exists(paths["text"]) else [])
+    else:
+        required = names = [tweet_path(step.template)]
+    missing = [n for n in required if not renderer.exists(n)]
+    if missing:
+        folder = templates_dir / ("email" if step.channel == "email" else "x")
+        known = sorted(p.name if p.is_dir() else p.stem for p in folder.glob("*")) if folder.is_dir() else []
+        close = difflib.get_close_matches(step.template, known, n=1)
+        yield Problem(campaign.source, campaign.line(loc), field,
+                      f"unknown template {step.template!r}: {', '.join(_rel(templates_dir / m) for m in missing)} not found",
+                      f"did you mean {close[0]!r}?" if close else f"create {_rel(templates_dir / missing[0])}")
+        return
+
+    # static pass: syntax and variables, for the template and everything it extends/includes
+    allowed = {"campaign", "step", "organization"} | ({"subscriber", "links"} if step.channel == "email" else set())
+    closure = _closure(renderer, names)
+    # A partial may use what its includer `{% set %}`s before including it.
+    assigned = {n.name for name in closure for n in _parse(renderer, name).find_all(nodes.Name)
+                if n.ctx in ("store", "param")} if len(closure) > 1 else set()
+    broken = False
+    for name in closure:
+        key = f"{campaign.name}:{step.channel}:{name}"
+        if key in checked:
+            continue
+        checked.add(key)
+        source, filename, _ = renderer.env.loader.get_source(renderer.env, name)  # type: ignore[union-attr]
+        display = _rel(Path(filename))
+        try:
+            ast = renderer.env.parse(source, name, filename)
+        except TemplateSyntaxError as exc:
+            broken = True
+            yield Problem(display, exc.lineno, None, f"template syntax error: {exc.message}",
+                          "check the {{ }} and {% %} tags on this line")
+            continue
+        for lineno, message, hint in _variable_problems(ast, allowed, assigned, campaign, settings, step):
+            broken = True
+            yield Problem(display, lineno, None, message, hint)
+    if broken:
+        return
+
+    # dynamic pass: compose for each sample recipient exactly as the sender would; this
+    # catches lookups that fail only for some data (a country with no entry, say)
+    try:
+        if step.channel == "email":
+            for recipient in recipients:
+                current = recipient.email
+                composer.email(campaign, step, recipient)
+        else:
+            current = None
+            for n, part in enumerate(composer.tweet(campaign, step).parts, 1):
+                weighted = parse_tweet(part).weightedLength
+                if weighted > TWEET_LIMIT:
+                    yield Problem(_rel(templates_dir / tweet_path(step.template)), None, field,
+                                  f"tweet {n} is {weighted} characters as X counts them (limit {TWEET_LIMIT}; "
+                                  "links count 23, CJK/Hangul 2)",
+                                  "shorten it or split it into a thread with a line holding only ---")
+    except TemplateRenderError as exc:
+        who = f" (rendering for sample subscriber {current})" if current else ""
+        yield Problem(_rel(Path(exc.context.get("file") or templates_dir)), exc.context.get("line"), None,
+                      f"{exc.context.get('reason', exc)}{who}",
+                      "guard optional values, e.g. {{ subscriber.city or 'your city' }}")
+
+
+def _closure(renderer: Renderer, names: Iterable[str]) -> list[str]:
+    """The templates plus every template they extend, include or import."""
+    seen: list[str] = []
+    todo = list(names)
+    while todo:
+        name = todo.pop(0)
+        if name in seen or not renderer.exists(name):
+            continue
+        seen.append(name)
+        todo.extend(r for r in meta.find_referenced_templates(_parse(renderer, name)) if r)
+    return seen
+
+
+def _parse(renderer: Renderer, name: str) -> nodes.Template:
+    source = renderer.env.loader.get_source(renderer.env, name)[0]  # type: ignore[union-attr]
+    try:
+        return renderer.env.parse(source)
+    except TemplateSyntaxError:
+        return nodes.Template([])
+
+
+def _variable_problems(ast: nodes.Template, allowed: set[str], assigned: set[str], campaign: Campaign,
+                       settings: Settings, step: Step) -> Iterator[tuple[int, str, str | None]]:
+    undeclared = meta.find_undeclared_variables(ast) - assigned
+    # `x | default(...)` and `x is defined` are the template saying "x is optional"
+    guarded = {id(n.node) for n in ast.find_all((nodes.Filter, nodes.Test))
+               if n.name in ("default", "d", "defined", "undefined") and isinstance(n.node, nodes.Name)}
+    for node in ast.find_all(nodes.Name):
+        if id(node) in guarded:
+            continue
+        if node.ctx == "load" and node.name in undeclared and node.name not in allowed:
+            if node.name in ("subscriber", "links") and step.channel == "x":
+                yield (node.lineno, f"{node.name!r} is not available in a tweet",
+                       "a tweet is posted once from the account, not per subscriber")
+            else:
+                close = difflib.get_close_matches(node.name, sorted(allowed), n=1)
+                yield (node.lineno, f"variable {node.name!r} is not provided by the subscriber or the campaign",
+                       f"did you mean {close[0]!r}?" if close else f"available: {', '.join(sorted(allowed))}")
+            undeclared.discard(node.name)  # report each unknown name once
+    attrs = set(settings.subscribers.attributes)
+    fields = {
+        ("subscriber",): (RECIPIENT_FIELDS, "subscriber fields"),
+        ("subscriber", "attrs"): (attrs, "custom attributes declared under subscribers.attributes in config/outreach.yaml"),
+        ("campaign",): (CAMPAIGN_FIELDS, "campaign fields"),
+        ("campaign", "data"): (set(campaign.data), f"keys of data/data_files in {campaign.source}"),
+        ("links",): (LINK_FIELDS, "links"),
+        ("organization",): (ORGANIZATION_FIELDS, "organization fields"),
+        ("step",): (STEP_FIELDS, "step fields"),
+    }
+    for node in ast.find_all(nodes.Getattr):
+        path = _attr_path(node.node)
+        if path is None or path[0] not in undeclared | allowed or path not in fields:
+            continue
+        known, what = fields[path]
+        if node.attr not in known:
+            dotted = ".".join(path + (node.attr,))
+            close = difflib.get_close_matches(node.attr, sorted(known), n=1)
+            yield (node.lineno, f"{dotted!r} is not provided: not one of the {what}",
+                   f"did you mean {'.'.join(path + (close[0],))!r}?" if close else
+                   (f"available: {', '.join(sorted(known))}" if known else None))
+
+
+def _attr_path(node: nodes.Node) -> tuple[str, ...] | None:
+    if isinstance(node, nodes.Name):
+        return (node.name,)
+    if isinstance(node, nodes.Getattr):
+        inner = _attr_path(node.node)
+        return inner + (node.attr,) if inner else None
+    return None
+
+
+def _rel(path: Path) -> str:
+    return os.path.relpath(path)

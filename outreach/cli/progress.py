@@ -1,0 +1,73 @@
+"""Progress of runs for operators: a live bar per run, and a summary table."""
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import sqlalchemy as sa
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .. import store
+from ..delivery.runtime import Runtime
+from ..store.schema import runs
+
+DONE = ("sent", "failed", "skipped", "unknown")
+
+
+def _line(counts: dict[str, int]) -> tuple[int, int, str]:
+    total = sum(counts.values())
+    done = sum(counts[s] for s in DONE)
+    text = (f"sent {counts['sent']}  retry {counts['retry']}  failed {counts['failed']}  "
+            f"skipped {counts['skipped']}  unknown {counts['unknown']}  remaining {total - done}")
+    return total, done, text
+
+
+def watch(rt: Runtime, run_ids: Sequence[int], echo: Callable[[str], None], timeout: float = 3600,
+          console: Console | None = None, stop: Callable[[], bool] | None = None) -> dict[int, dict[str, int]]:
+    """Show one progress bar per run until all are finished (or `timeout`/`stop()`)."""
+    console = console or Console()
+    started = time.monotonic()
+    labels = {}
+    for run_id in run_ids:
+        run = store.get_run(rt.engine, run_id)
+        labels[run_id] = f"{run.campaign}/{run.step}" if run else f"run {run_id}"
+    final: dict[int, dict[str, int]] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TextColumn("{task.fields[detail]}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                  console=console, transient=False) as bars:
+        tasks = {r: bars.add_task(labels[r], total=None, detail="", rate="") for r in run_ids}
+        while True:
+            finished = True
+            for run_id in run_ids:
+                counts = store.run_progress(rt.engine, run_id)
+                total, done, detail = _line(counts)
+                elapsed = max(time.monotonic() - started, 1e-6)
+                bars.update(tasks[run_id], total=total or None, completed=done, detail=detail,
+                            rate=f"{counts['sent'] / elapsed:.0f}/s")
+                final[run_id] = counts
+                if total == 0 or done < total:
+                    finished = False
+            if finished or time.monotonic() - started > timeout or (stop and stop()):
+                return final
+            time.sleep(0.25)
+
+
+def status_table(rt: Runtime, limit: int, echo: Callable[[str], None], console: Console | None = None) -> None:
+    with rt.engine.connect() as conn:
+        rows = conn.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(limit)).all()
+    table = Table(title="runs (newest first)")
+    for col in ("run", "campaign/step", "occurrence (UTC)", "status", "sent", "retry", "failed",
+                "skipped", "unknown", "remaining"):
+        table.add_column(col, justify="right" if col in ("run", "sent", "retry", "failed", "skipped",
+                                                        "unknown", "remaining") else "left")
+    for run in rows:
+        counts = store.run_progress(rt.engine, run.id)
+        total, done, _ = _line(counts)
+        table.add_row(str(run.id), f"{run.campaign}/{run.step}", run.occurrence.strftime("%Y-%m-%d %H:%M"),
+                      run.status, *(str(counts[s]) for s in ("sent", "retry", "failed", "skipped", "unknown")),
+                      str(total - done))
+    # a log or a pipe gets the full table, not one squeezed into 80 columns
+    (console or Console(width=None if sys.stdout.isatty() else 140)).print(table)

@@ -1,0 +1,121 @@
+"""Global rate limits, shared by every worker on every host, kept in Redis.
+
+Semantics: a limit "count/period" means **at most `count` sends in any window of length
+`period`** — the strict reading, which is also what X (fixed 15-minute windows) and SMTP
+providers (per-second rates) accept. From idle the whole `count` may go at once (a burst of
+100 for 100/15m), then the account waits until earlier sends leave the window.
+
+Implementation: a sliding window over B=30 buckets of width period/B, one Redis hash per
+limit, all limits of an account checked and charged in ONE Lua script on the Redis server's
+clock (`TIME`), so workers' clocks do not matter and no limit can be overshot. Counting whole
+buckets is conservative: steady throughput is at least B/(B+1) ≈ 97% of the limit.
+(GCRA with a burst of `count` was rejected: after its burst it refills at count/period, so a
+window can see up to 2×count — enough to earn X 429s.)
+
+Keys expire when their last bucket leaves the window, so nothing grows forever; losing them
+only means limits start afresh. Keys: `<prefix>:{<account>}:<count>/<period µs>` and
+`<prefix>:{<account>}:pause` (the braces keep one account's keys in one cluster slot).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Protocol
+
+import redis as redis_lib
+
+from ..errors import TransientError
+
+__all__ = ["Permit", "RateLimiter", "BUCKETS"]
+
+BUCKETS = 30
+_SCRIPT = resources.files(__package__).joinpath("ratelimit.lua").read_text(encoding="utf-8")
+
+
+class _LimitLike(Protocol):
+    count: int
+    period: Any  # timedelta
+
+
+@dataclass(frozen=True)
+class Permit:
+    """granted: how many of the n asked for may be sent now (0..n).
+    retry_after: seconds until at least one more could be granted (0 when all n were).
+    remaining: how many more could be granted right now, after this grant."""
+
+    granted: int
+    retry_after: float
+    remaining: int = 0
+
+    def __bool__(self) -> bool:
+        return self.granted > 0
+
+
+class RateLimiter:
+    def __init__(self, redis: redis_lib.Redis, key_prefix: str = "outreach:rl", buckets: int = BUCKETS) -> None:
+        self.redis = redis
+        self.key_prefix = key_prefix
+        self.buckets = buckets
+        self._script = redis.register_script(_SCRIPT)
+
+    def acquire(self, account_key: str, limits: Iterable[_LimitLike], n: int = 1) -> Permit:
+        """Take up to `n` permits under every limit at once; may grant fewer (even 0)."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        limits = list(limits)
+        keys = [self._pause_key(account_key)]
+        args: list[Any] = ["acquire", n, self.buckets]
+        for limit in limits:
+            period_us = round(limit.period.total_seconds() * 1_000_000)
+            if limit.count <= 0 or period_us <= 0:
+                raise ValueError(f"invalid rate limit {limit}")
+            keys.append(f"{self.key_prefix}:{{{account_key}}}:{limit.count}/{period_us}")
+            args += [limit.count, period_us]
+        granted, retry_us, remaining = self._run(keys, args)
+        return Permit(int(granted), retry_us / 1_000_000, int(remaining))
+
+    def available(self, account_key: str, limits: Iterable[_LimitLike]) -> Permit:
+        """Look without taking: remaining = permits available now (for dashboards)."""
+        return self.acquire(account_key, limits, 0)
+
+    def pause(self, account_key: str, until_epoch: float) -> None:
+        """Stop the account for every worker until `until_epoch` (e.g. X's reset time after a
+        429). A later pause wins; an earlier one does not shorten it."""
+        self._run([self._pause_key(account_key)], ["pause", round(until_epoch * 1_000_000)])
+
+    def resume(self, account_key: str) -> None:
+        """Lift a pause now (operator action)."""
+        self._call(self.redis.delete, self._pause_key(account_key))
+
+    def observe(self, account_key: str, remaining: int, reset_epoch: float) -> None:
+        """Tighten from what the provider reported (SendResult.limit_hint): when it says
+        nothing is left, pause until its reset."""
+        if remaining <= 0 and reset_epoch > time.time():
+            self.pause(account_key, reset_epoch)
+
+    def reset(self, account_key: str) -> None:
+        """Forget an account's state (its limits start afresh)."""
+        pattern = f"{self.key_prefix}:{{{_glob_escape(account_key)}}}:*"
+        keys = list(self._call(self.redis.scan_iter, match=pattern, count=500))
+        if keys:
+            self._call(self.redis.delete, *keys)
+
+    def _pause_key(self, account_key: str) -> str:
+        return f"{self.key_prefix}:{{{account_key}}}:pause"
+
+    def _run(self, keys: list[str], args: list[Any]) -> Any:
+        return self._call(self._script, keys=keys, args=args)
+
+    @staticmethod
+    def _call(fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except redis_lib.RedisError as exc:
+            # Without the limiter nothing may be sent: retry the batch later.
+            raise TransientError(f"rate limiter unavailable (Redis): {exc}") from None
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -1,0 +1,58 @@
+"""The Celery application: broker on Redis, three queues, one periodic tick.
+
+Celery stays at the edge. Tasks are thin wrappers over dispatch.py. Celery's own
+`rate_limit` is per worker and is not used for provider limits (see ratelimit.py), and
+no task carries a long countdown/ETA: on Redis those are redelivered after the
+visibility timeout, so future work waits in the database as `due_at`.
+"""
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+QUEUES = ("control", "email", "social")
+CHANNEL_QUEUE = {"email": "email", "x": "social", "fake": "email"}
+
+
+def make_app(broker_url: str | None = None, tick_seconds: float | None = None) -> Celery:
+    if broker_url is None or tick_seconds is None:
+        from ..settings import load_settings
+
+        settings = load_settings(os.environ.get("OUTREACH_ROOT", "."))
+        broker_url = broker_url or settings.redis_url
+        tick_seconds = tick_seconds or settings.dispatch.tick_seconds
+    app = Celery("outreach", broker=broker_url, include=["outreach.worker.tasks"])
+    app.conf.update(
+        task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES],
+        task_default_queue="control",
+        task_routes={"outreach.tick": {"queue": "control"}, "outreach.plan_run": {"queue": "control"}},
+        # A task is acknowledged only after it ran: a killed worker's batch is redelivered,
+        # and the ledger's claim makes the second delivery harmless.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        broker_transport_options={"visibility_timeout": 3600},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        beat_schedule={"tick": {"task": "outreach.tick", "schedule": tick_seconds,
+                                "options": {"queue": "control", "expires": tick_seconds * 2}}},
+        timezone="UTC",
+    )
+    return app
+
+
+_app: Celery | None = None
+
+
+def __getattr__(name: str) -> Celery:
+    """`celery -A outreach.worker.app` looks up `app`: build it on first use, so importing
+    this module (tests, `outreach --help`) reads no settings."""
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = make_app()
+        return _app
+    raise AttributeError(name)
