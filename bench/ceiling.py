@@ -36,9 +36,9 @@ class CeilingResult:
 
 def render(settings_root: Path, env: dict[str, str], database_url: str, k: int, out: Path) -> tuple[int, float, float]:
     """Render k messages for the first k subscribers in the audience; pickle [(rcpt, bytes)]."""
-    from outreach.authoring.audience import audience_select
+    from outreach.store.audience import audience_select
     from outreach.channels.smtp.channel import SmtpChannel
-    from outreach.store.recipients import load_recipients
+    from outreach.store import load_for_sending
     from outreach.delivery.runtime import Runtime
     from outreach.settings import load_settings
     from outreach.store import make_engine
@@ -50,12 +50,12 @@ def render(settings_root: Path, env: dict[str, str], database_url: str, k: int, 
     select = audience_select(campaign.audience, rt.segments()).limit(k)
     with rt.engine.connect() as conn:
         ids = [r.id for r in conn.execute(select)]
-    loaded = load_recipients(rt.engine, ids)
+    loaded = load_for_sending(rt.engine, ids)
     channel = SmtpChannel(settings.smtp_account(step.account))
     t0 = time.process_time()
     messages = []
     for sid in ids:
-        built = channel.build(rt.composer.email(campaign, step, loaded[sid].recipient))
+        built = channel.build(rt.composer.email(campaign, step, loaded[sid].subscriber))
         messages.append((built.to_addr, built.data))
     cpu = time.process_time() - t0
     rt.engine.dispose()

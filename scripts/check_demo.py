@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from outreach.authoring.audience import audience_count, audience_select, segments_for
+from outreach.authoring.audience import segments_for
+from outreach.store.audience import audience_count, audience_select
 from outreach.authoring.campaigns import load_campaigns
 from outreach.settings import load_settings
 from outreach.store import engine_for

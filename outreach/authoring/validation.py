@@ -21,9 +21,10 @@ from .campaigns import Campaign, CampaignSet, Step, load_campaigns
 from ..content.compose import Composer
 from ..errors import ConfigurationError, Problem, TemplateRenderError, ValidationFailed
 from ..content.links import LinkSigner
-from ..subscribers.samples import sample_recipients
+from ..subscribers.samples import sample_subscribers
 from ..settings import Settings
-from ..content.templating import RECIPIENT_FIELDS, Recipient, Renderer, email_paths, tweet_path
+from ..content.templating import Renderer, email_paths, tweet_path
+from ..models import TEMPLATE_FIELDS, Subscriber
 
 TWEET_LIMIT = 280
 LINK_FIELDS = frozenset({"unsubscribe", "view_in_browser", "unsubscribe_mailto"})
@@ -55,7 +56,7 @@ def validate(settings: Settings, paths: list[Path] | None = None,
     problems.extend(campaigns.problems)
     # one composer for every step: the dynamic pass composes exactly as the sender would
     composer = Composer(settings, LinkSigner(settings.secret_key or "validation-only", settings.base_url))
-    recipients = sample_recipients(settings)
+    recipients = sample_subscribers(settings)
     checked_templates: set[str] = set()
     for campaign in campaigns.campaigns.values():
         problems.extend(_check_audience(campaign, segments))
@@ -88,7 +89,7 @@ def _check_account(settings: Settings, campaign: Campaign, i: int, step: Step) -
 
 
 def _check_templates(settings: Settings, composer: Composer, campaign: Campaign, i: int, step: Step,
-                     recipients: list[Recipient], checked: set[str]) -> Iterator[Problem]:
+                     recipients: list[Subscriber], checked: set[str]) -> Iterator[Problem]:
     renderer = composer.renderer
     loc = ("steps", i, "template")
     field = f"steps[{i}].template"
@@ -200,7 +201,7 @@ def _variable_problems(ast: nodes.Template, allowed: set[str], assigned: set[str
             undeclared.discard(node.name)  # report each unknown name once
     attrs = set(settings.subscribers.attributes)
     fields = {
-        ("subscriber",): (RECIPIENT_FIELDS, "subscriber fields"),
+        ("subscriber",): (TEMPLATE_FIELDS, "subscriber fields"),
         ("subscriber", "attrs"): (attrs, "custom attributes declared under subscribers.attributes in config/outreach.yaml"),
         ("campaign",): (CAMPAIGN_FIELDS, "campaign fields"),
         ("campaign", "data"): (set(campaign.data), f"keys of data/data_files in {campaign.source}"),

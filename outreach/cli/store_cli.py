@@ -104,7 +104,7 @@ def subscribers_import(ctx: click.Context, file: str) -> None:
     and skipped; the others are imported (exit status 0). Exit status 1 when the file cannot
     be read, has no usable header, or every row was bad.
     """
-    from ..store.subscribers import import_csv
+    from ..subscribers.csvfile import import_csv
 
     def report(line: str) -> None:
         click.echo(line, err=True)
@@ -130,7 +130,7 @@ def subscribers_import(ctx: click.Context, file: str) -> None:
 @_friendly
 def subscribers_export(ctx: click.Context, file: str) -> None:
     """Write every subscriber as CSV (the import format) to FILE, or stdout with -."""
-    from ..store.subscribers import export_csv
+    from ..subscribers.csvfile import export_csv
 
     with _engine(ctx) as engine:
         if file == "-":
@@ -155,7 +155,8 @@ def subscribers_export(ctx: click.Context, file: str) -> None:
 @_friendly
 def audience_cmd(ctx: click.Context, campaign: str, step_id: str | None, sample_size: int) -> None:
     """How many subscribers CAMPAIGN would reach now, and who some of them are."""
-    from ..authoring.audience import audience_count, audience_sample, audience_select, segments_for
+    from ..authoring.audience import segments_for
+    from ..store.audience import audience_count, audience_sample, audience_select
     from ..authoring.campaigns import load_campaigns
 
     settings = _settings(ctx)

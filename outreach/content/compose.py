@@ -9,7 +9,8 @@ from ..channels.base import OutgoingEmail, OutgoingTweet
 from .links import Links, LinkSigner
 from .render_cache import LINK_FIELDS, Plan, RenderCache, plan_for
 from ..settings import Settings
-from .templating import Recipient, RenderedEmail, Renderer, email_paths
+from ..models import Subscriber
+from .templating import RenderedEmail, Renderer, email_paths
 
 
 class Composer:
@@ -21,7 +22,7 @@ class Composer:
         self.cache = RenderCache()
         self._plans: dict[str, Plan | None] = {}
 
-    def _recipient(self, recipient: Recipient) -> Recipient:
+    def _recipient(self, recipient: Subscriber) -> Subscriber:
         # Declared custom attributes are always present (None when unknown), so a template
         # can write `subscriber.attrs.chapter or "..."` without tripping StrictUndefined.
         missing = [a for a in self._attributes if a not in recipient.attrs]
@@ -29,9 +30,9 @@ class Composer:
             return recipient
         attrs = dict(recipient.attrs)
         attrs.update(dict.fromkeys(missing))
-        return Recipient(**{**recipient.__dict__, "attrs": attrs})
+        return recipient.replace(attrs=attrs)
 
-    def email(self, campaign: Campaign, step: Step, recipient: Recipient) -> OutgoingEmail:
+    def email(self, campaign: Campaign, step: Step, recipient: Subscriber) -> OutgoingEmail:
         account = self.settings.smtp_account(step.account)
         links = self.signer.links(recipient.email, campaign.name, step.id, account.unsubscribe_mailto)
         rendered = self._render(campaign, step, self._recipient(recipient), links)
@@ -46,7 +47,7 @@ class Composer:
             headers={"X-Outreach-Campaign": f"{campaign.name}/{step.id}"},
         )
 
-    def _render(self, campaign: Campaign, step: Step, recipient: Recipient, links: Links) -> RenderedEmail:
+    def _render(self, campaign: Campaign, step: Step, recipient: Subscriber, links: Links) -> RenderedEmail:
         """Through the render cache when the templates allow it (see render_cache.py).
 
         A Composer lives as long as the campaigns it was given: the Runtime builds a new one

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from jinja2 import meta, nodes
 from markupsafe import escape
 
-from .templating import RECIPIENT_FIELDS, Recipient, Renderer, RenderedEmail
+from ..models import TEMPLATE_FIELDS, Subscriber
+from .templating import Renderer, RenderedEmail
 
 LINK_FIELDS = ("unsubscribe", "view_in_browser", "unsubscribe_mailto")
 _NONDETERMINISTIC = frozenset({"random", "lipsum"})
@@ -37,7 +38,7 @@ class Plan:
 
     fields: tuple[Path, ...]
 
-    def key(self, recipient: Recipient) -> tuple:
+    def key(self, recipient: Subscriber) -> tuple:
         out = []
         for path in self.fields:
             value = recipient.attrs.get(path[1]) if path[0] == "attrs" else getattr(recipient, path[0])
@@ -80,7 +81,7 @@ def plan_for(renderer: Renderer, names: list[str]) -> Plan | None:
 
 
 def _subscriber_path(parent: nodes.Node | None, grand: nodes.Node | None) -> Path | None:
-    if not isinstance(parent, nodes.Getattr) or parent.attr not in RECIPIENT_FIELDS:
+    if not isinstance(parent, nodes.Getattr) or parent.attr not in TEMPLATE_FIELDS:
         return None
     if parent.attr != "attrs":
         return (parent.attr,)

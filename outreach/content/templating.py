@@ -10,51 +10,21 @@ from __future__ import annotations
 import re
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import html2text
-import pycountry
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, select_autoescape
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import TemplateRenderError
+from ..models import TEMPLATE_FIELDS, Subscriber
 
 THREAD_SEPARATOR = re.compile(r"^---[ \t]*$", re.MULTILINE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
-
-@dataclass(frozen=True)
-class Recipient:
-    """What templates may know about a subscriber."""
-
-    email: str
-    name: str | None = None
-    city: str | None = None
-    country: str | None = None
-    timezone: str | None = None
-    language: str | None = None
-    tags: tuple[str, ...] = ()
-    attrs: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def first_name(self) -> str | None:
-        return self.name.split()[0] if self.name and self.name.split() else None
-
-    @property
-    def country_name(self) -> str | None:
-        if not self.country:
-            return None
-        found = pycountry.countries.get(alpha_2=self.country.upper())
-        return getattr(found, "common_name", None) or getattr(found, "name", None) or self.country
-
-
-# Attribute names templates may use on `subscriber`: checked statically by `validate`.
-RECIPIENT_FIELDS = frozenset({"email", "name", "first_name", "city", "country", "country_name",
-                              "timezone", "language", "tags", "attrs"})
 
 
 @dataclass(frozen=True)
@@ -97,7 +67,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         if kind is dict or kind is MappingProxyType:
             if attribute in obj and attribute not in _DICT_ATTRS:
                 return obj[attribute]
-        elif kind is Recipient and attribute in RECIPIENT_FIELDS:
+        elif kind is Subscriber and attribute in TEMPLATE_FIELDS:
             return getattr(obj, attribute)
         return super().getattr(obj, attribute)
 
@@ -149,7 +119,7 @@ class Renderer:
             raise TemplateRenderError(f"{where}: {reason}", template=name, file=file, line=line,
                                       reason=reason) from None
 
-    def context(self, campaign: Any, step: Any, recipient: Recipient | None, links: Any) -> dict[str, Any]:
+    def context(self, campaign: Any, step: Any, recipient: Subscriber | None, links: Any) -> dict[str, Any]:
         ctx: dict[str, Any] = {"campaign": campaign.view, "step": step.view, "organization": self._organization}
         if recipient is not None:
             ctx["subscriber"] = recipient

@@ -21,12 +21,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from .. import store
-from ..authoring.audience import audience_select
 from ..authoring.campaigns import Campaign, Step
 from ..channels.base import SendResult
 from ..errors import (ChannelConfigurationError, DeliveryError, PermanentError, RateLimited,
                       RecipientRejected, TemplateRenderError, TransientError)
-from ..store.recipients import load_recipients
+from ..store.audience import audience_select
 from .runtime import Runtime
 from .scheduling import local_due, now_utc, occurrences
 from ..store import scheduler_state
@@ -196,7 +195,7 @@ def _send_run_group(rt: Runtime, run_id: int, rows: list[sa.Row], report: BatchR
         _hold(rt, rows, str(exc), now_utc() + timedelta(minutes=10), report)
         return
 
-    recipients = load_recipients(rt.engine, [r.subscriber_id for r in rows if r.subscriber_id]) \
+    recipients = store.load_for_sending(rt.engine, [r.subscriber_id for r in rows if r.subscriber_id]) \
         if step.channel == "email" else {}
     sendable = []
     for row in rows:
@@ -250,7 +249,7 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel, rows: list[
                 return
             try:
                 if step.channel == "email":
-                    payload = rt.composer.email(campaign, step, recipients[row.subscriber_id].recipient)
+                    payload = rt.composer.email(campaign, step, recipients[row.subscriber_id].subscriber)
                 else:
                     payload = rt.composer.tweet(campaign, step, tuple((row.progress or {}).get("posted_ids", ())))
             except (DeliveryError, TemplateRenderError) as exc:

@@ -6,13 +6,14 @@ from collections.abc import Callable, Sequence
 
 from twitter_text import parse_tweet
 
-from ..authoring.audience import audience_count, audience_select, segments_for
+from ..authoring.audience import segments_for
+from ..store.audience import audience_count, audience_select
 from ..authoring.campaigns import Campaign, Step
 from ..content.compose import Composer
 from ..errors import TemplateRenderError
 from ..content.links import LinkSigner
 from ..channels.smtp.mime import build_email
-from ..store.recipients import load_recipients
+from ..store import load_for_sending
 from ..settings import Settings
 from ..store import engine_for, migrations
 
@@ -36,16 +37,16 @@ def dry_run(settings: Settings, campaign: Campaign, steps: Sequence[Step], echo:
         with engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(select)
             for chunk in result.partitions(BATCH):
-                loaded = load_recipients(engine, [r.id for r in chunk])
+                loaded = load_for_sending(engine, [r.id for r in chunk])
                 for item in loaded.values():
                     try:
-                        msg = composer.email(campaign, step, item.recipient)
+                        msg = composer.email(campaign, step, item.subscriber)
                         size += len(build_email(msg, account.from_, account.reply_to, "dry-run.invalid"))
                         rendered += 1
                     except TemplateRenderError as exc:
                         errors += 1
                         if errors <= 5:
-                            echo(f"  error for {item.recipient.email}: {exc}")
+                            echo(f"  error for {item.subscriber.email}: {exc}")
         avg = size // rendered if rendered else 0
         echo(f"{campaign.name}/{step.id}: {total} recipient(s), {rendered} rendered, {errors} error(s), "
              f"average {avg} bytes; nothing sent")

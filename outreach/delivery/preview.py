@@ -14,9 +14,9 @@ from ..content.compose import Composer
 from ..errors import ConfigurationError, DataError, ValidationFailed
 from ..content.links import LinkSigner
 from ..channels.smtp.mime import build_email
-from ..subscribers.samples import sample_recipients
+from ..subscribers.samples import sample_subscribers
 from ..settings import Settings
-from ..content.templating import Recipient
+from ..models import Subscriber
 
 
 def find_campaign(settings: Settings, name: str) -> Campaign:
@@ -30,15 +30,15 @@ def find_campaign(settings: Settings, name: str) -> Campaign:
     return loaded.campaigns[name]
 
 
-def find_recipient(settings: Settings, email_addr: str | None) -> Recipient:
-    samples = sample_recipients(settings)
+def find_recipient(settings: Settings, email_addr: str | None) -> Subscriber:
+    samples = sample_subscribers(settings)
     if email_addr is None:
         return samples[0]
     wanted = email_addr.strip().lower()
     for r in samples:
         if r.email.lower() == wanted:
             return r
-    from ..store.recipients import recipient_by_email
+    from ..store import find_subscriber
     from ..store import engine_for, normalize_url
 
     url = normalize_url(settings.database_url, settings.root)
@@ -46,7 +46,7 @@ def find_recipient(settings: Settings, email_addr: str | None) -> Recipient:
     # don't create an empty SQLite file just to look someone up
     if url.get_backend_name() != "sqlite" or not url.database or Path(url.database).exists():
         try:
-            found = recipient_by_email(engine_for(settings), wanted)
+            found = find_subscriber(engine_for(settings), wanted)
         except Exception as exc:  # unreachable or un-migrated database: say so, don't crash
             raise DataError(f"no subscriber {email_addr} in the sample subscribers, and the database "
                             f"could not be searched ({exc.__class__.__name__}: {exc})") from None

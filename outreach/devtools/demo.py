@@ -26,6 +26,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from ..models import ACTIVE_STATES
 from ..settings import Settings, account_env_name, load_settings
 
 DEMO_TIMEOUT = 100.0  # seconds to wait for deliveries before giving up and reporting
@@ -145,7 +146,8 @@ def _spawn(stack: ExitStack, args: list[str], env: dict[str, str], log: Path) ->
 
 def _import_samples(settings: Settings, database_url: str, console: Console) -> None:
     from ..subscribers.samples import sample_file
-    from ..store import import_csv, make_engine
+    from ..store import make_engine
+    from ..subscribers.csvfile import import_csv
 
     path = sample_file(settings)
     engine = make_engine(database_url)
@@ -224,7 +226,7 @@ def _send_and_watch(settings: Settings, services: Services, worker: subprocess.P
             # made by an earlier demo run: finish what it left (e.g. after Ctrl-C), resend nothing
             earlier = store.find_run(rt.engine, campaign.name, step.id, occurrence)
             counts = store.run_progress(rt.engine, earlier.id) if earlier else {}
-            if any(counts.get(state) for state in store.ACTIVE_STATES):
+            if any(counts.get(state) for state in ACTIVE_STATES):
                 run_ids.append(earlier.id)
             else:
                 already += 1
@@ -265,7 +267,7 @@ def summary(rt, services: Services, run_ids: list[int], elapsed: float, console:
         run = store.get_run(rt.engine, run_id)
         step = rt.campaigns()[run.campaign].step(run.step)
         c = store.run_progress(rt.engine, run_id)
-        remaining = sum(c[s] for s in store.ACTIVE_STATES)
+        remaining = sum(c[s] for s in ACTIVE_STATES)
         problems += remaining + c["failed"] + c["unknown"]
         totals["sent"] += c["sent"]
         table.add_row(str(run_id), f"{run.campaign} / {run.step}", step.channel, str(c["sent"]), str(c["failed"]),

@@ -25,13 +25,14 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 
 from .db import dialect_insert, immediate
-from .schema import DELIVERY_STATES, RUN_STATUSES, UTCDateTime, deliveries, delivery_events, runs, utcnow
+from ..models import ACTIVE_STATES, DeliveryState, EventKind, RunStatus
+from .schema import UTCDateTime, deliveries, delivery_events, runs, utcnow
 
 Bind = Engine | sa.Connection
 DueAt = datetime | Callable[[str | None], datetime]
 
-ACTIVE_STATES = ("pending", "queued", "sending", "retry")   # a run with any of these is not done
-CLAIMABLE_STATES = ("pending", "retry", "queued")
+CLAIMABLE_STATES = (DeliveryState.PENDING, DeliveryState.RETRY, DeliveryState.QUEUED)
+_NOT_SENT = tuple(s for s in DeliveryState if s is not DeliveryState.SENT)
 _d, _e, _r = deliveries, delivery_events, runs
 
 
@@ -71,12 +72,11 @@ def _events(conn: sa.Connection, rows: Iterable[tuple[int, int]], kind: str, det
 # --- runs ----------------------------------------------------------------------------------
 
 def create_run(bind: Bind, campaign: str, step: str, occurrence: datetime,
-               status: str = "planning") -> int | None:
+               status: str = RunStatus.PLANNING) -> int | None:
     """Create the run of one occurrence of a step; return its id, or None when it already
     exists. INSERT ... ON CONFLICT DO NOTHING on UNIQUE(campaign, step, occurrence) makes this
     the one place that decides which of several racing beats (or a restarted one) plans it."""
-    if status not in RUN_STATUSES:
-        raise ValueError(f"unknown run status {status!r}")
+    status = RunStatus(status)  # ValueError for a state models.py does not know
     now = utcnow()
     stmt = (dialect_insert(bind, _r)
             .values(campaign=campaign, step=step, occurrence=occurrence, status=status,
@@ -98,15 +98,14 @@ def find_run(bind: Bind, campaign: str, step: str, occurrence: datetime) -> sa.R
 def set_run_status(bind: Bind, run_id: int, status: str, note: str | None = None,
                    only_from: Sequence[str] | None = None) -> bool:
     """Move a run to `status` (optionally only from the given statuses); True when it moved."""
-    if status not in RUN_STATUSES:
-        raise ValueError(f"unknown run status {status!r}")
+    status = RunStatus(status)  # ValueError for a state models.py does not know
     now = utcnow()
     values: dict[str, Any] = {"status": status}
     if note is not None:
         values["note"] = note
-    if status == "planned":
+    if status == RunStatus.PLANNED:
         values["planned_at"] = now
-    if status in ("done", "skipped", "cancelled"):
+    if status in (RunStatus.DONE, RunStatus.SKIPPED, RunStatus.CANCELLED):
         values["finished_at"] = now
     stmt = sa.update(_r).where(_r.c.id == run_id).values(**values)
     if only_from is not None:
@@ -120,8 +119,8 @@ def mark_run_planned(bind: Bind, run_id: int, planned_count: int | None = None) 
         count = planned_count
         if count is None:
             count = conn.execute(sa.select(sa.func.count()).where(_d.c.run_id == run_id)).scalar_one()
-        return conn.execute(sa.update(_r).where(_r.c.id == run_id, _r.c.status == "planning")
-                            .values(status="planned", planned_at=utcnow(), planned_count=count)).rowcount == 1
+        return conn.execute(sa.update(_r).where(_r.c.id == run_id, _r.c.status == RunStatus.PLANNING)
+                            .values(status=RunStatus.PLANNED, planned_at=utcnow(), planned_count=count)).rowcount == 1
     return _tx(bind, go)
 
 
@@ -129,8 +128,8 @@ def finish_run_if_done(bind: Bind, run_id: int) -> bool:
     """planned → done once no delivery is still active (sent, failed, skipped and unknown are
     all final). One conditional UPDATE, so it is safe to call from every worker after a batch."""
     active = sa.exists().where(_d.c.run_id == run_id, _d.c.state.in_(ACTIVE_STATES))
-    stmt = (sa.update(_r).where(_r.c.id == run_id, _r.c.status == "planned", ~active)
-            .values(status="done", finished_at=utcnow()))
+    stmt = (sa.update(_r).where(_r.c.id == run_id, _r.c.status == RunStatus.PLANNED, ~active)
+            .values(status=RunStatus.DONE, finished_at=utcnow()))
     return _tx(bind, lambda conn: conn.execute(stmt).rowcount == 1)
 
 
@@ -141,10 +140,10 @@ def cancel_run(bind: Bind, run_id: int, reason: str = "run cancelled") -> int:
         now = utcnow()
         moved = conn.execute(
             sa.update(_d).where(_d.c.run_id == run_id, _d.c.state.in_(CLAIMABLE_STATES))
-            .values(state="skipped", last_error=reason, leased_until=None, updated_at=now)
+            .values(state=DeliveryState.SKIPPED, last_error=reason, leased_until=None, updated_at=now)
             .returning(_d.c.id, _d.c.run_id)).all()
-        _events(conn, moved, "skipped", reason, now)
-        conn.execute(sa.update(_r).where(_r.c.id == run_id).values(status="cancelled", finished_at=now,
+        _events(conn, moved, EventKind.SKIPPED, reason, now)
+        conn.execute(sa.update(_r).where(_r.c.id == run_id).values(status=RunStatus.CANCELLED, finished_at=now,
                                                                      note=reason))
         return len(moved)
     return _tx(bind, go)
@@ -154,7 +153,7 @@ def run_progress(bind: Bind, run_id: int) -> dict[str, int]:
     """Deliveries of a run by state, every state present (0 when none). `unknown` counts the
     ones whose outcome nobody knows: shown to operators, never silently dropped."""
     stmt = sa.select(_d.c.state, sa.func.count()).where(_d.c.run_id == run_id).group_by(_d.c.state)
-    counts = dict.fromkeys(DELIVERY_STATES, 0)
+    counts = dict.fromkeys(DeliveryState, 0)
     counts.update({state: n for state, n in _tx(bind, lambda conn: conn.execute(stmt).all())})
     return counts
 
@@ -196,7 +195,7 @@ def plan_deliveries(bind: Bind, run_id: int, channel: str, account: str | None,
         select = sa.select(
             sa.literal(run_id, _d.c.run_id.type), aud.c.id, aud.c.email,
             sa.literal(channel, _d.c.channel.type), sa.literal(account, _d.c.account.type),
-            sa.literal("pending", _d.c.state.type), sa.literal(0, _d.c.attempts.type), due,
+            sa.literal(DeliveryState.PENDING, _d.c.state.type), sa.literal(0, _d.c.attempts.type), due,
             sa.literal(now, _d.c.created_at.type), sa.literal(now, _d.c.updated_at.type),
         ).select_from(aud).where(where)  # a WHERE: SQLite would read ON CONFLICT as a join's ON
         stmt = (dialect_insert(conn, _d)
@@ -228,7 +227,7 @@ def add_delivery(bind: Bind, run_id: int, recipient: str, channel: str, account:
     now = utcnow()
     stmt = (dialect_insert(bind, _d)
             .values(run_id=run_id, subscriber_id=subscriber_id, recipient=recipient, channel=channel,
-                    account=account, state="pending", attempts=0, due_at=due_at, created_at=now,
+                    account=account, state=DeliveryState.PENDING, attempts=0, due_at=due_at, created_at=now,
                     updated_at=now)
             .on_conflict_do_nothing(index_elements=["run_id", "recipient", "channel"])
             .returning(_d.c.id))
@@ -250,11 +249,11 @@ def due_deliveries(bind: Bind, channel: str, now: datetime, limit: int) -> list[
     due_at|leased_until) index in order; an OR over states would sort every due row."""
     parts = [
         sa.select(_d.c.id, _d.c.due_at).where(_d.c.state == state, _d.c.channel == channel, _d.c.due_at <= now)
-        .order_by(_d.c.due_at).limit(limit) for state in ("pending", "retry")
+        .order_by(_d.c.due_at).limit(limit) for state in (DeliveryState.PENDING, DeliveryState.RETRY)
     ] + [
         sa.select(_d.c.id, _d.c.due_at).where(_d.c.state == state, _d.c.channel == channel,
                                               _d.c.leased_until < now)
-        .order_by(_d.c.leased_until).limit(limit) for state in ("queued", "sending")
+        .order_by(_d.c.leased_until).limit(limit) for state in (DeliveryState.QUEUED, DeliveryState.SENDING)
     ]
 
     def go(conn: sa.Connection) -> list[int]:
@@ -279,12 +278,12 @@ def mark_queued(bind: Bind, ids: Iterable[int], lease_until: datetime, *, now: d
     def go(conn: sa.Connection) -> list[int]:
         _settle_lost_sends(conn, id_list, now, resend_unknown)
         may_send = sa.or_(
-            sa.and_(_d.c.state.in_(("pending", "retry")), _d.c.due_at <= now),
-            sa.and_(_d.c.state == "queued", _d.c.leased_until < now),
+            sa.and_(_d.c.state.in_((DeliveryState.PENDING, DeliveryState.RETRY)), _d.c.due_at <= now),
+            sa.and_(_d.c.state == DeliveryState.QUEUED, _d.c.leased_until < now),
         )
         rows = conn.execute(
             sa.update(_d).where(_id_in(conn, id_list), may_send)
-            .values(state="queued", leased_until=lease_until, updated_at=now)
+            .values(state=DeliveryState.QUEUED, leased_until=lease_until, updated_at=now)
             .returning(_d.c.id)).all()
         # No event per queued delivery: the row's state and lease say it, and writing one
         # event row per recipient doubled the cost of queueing a large run.
@@ -297,20 +296,20 @@ def _settle_lost_sends(conn: sa.Connection, ids: list[int], now: datetime, resen
     message may or may not have left, so by default they become `unknown` (counted, visible,
     never resent by itself, since a resend could be a duplicate). Channels whose provider
     deduplicates (`resend_unknown=True`) get them back as `queued` instead."""
-    lost = sa.and_(_id_in(conn, ids), _d.c.state == "sending", _d.c.leased_until < now)
+    lost = sa.and_(_id_in(conn, ids), _d.c.state == DeliveryState.SENDING, _d.c.leased_until < now)
     if resend_unknown:
         rows = conn.execute(sa.update(_d).where(lost)
-                            .values(state="queued", leased_until=None, updated_at=now)
+                            .values(state=DeliveryState.QUEUED, leased_until=None, updated_at=now)
                             .returning(_d.c.id, _d.c.run_id, _d.c.claimed_by)).all()
         for did, rid, worker in rows:
-            _events(conn, [(did, rid)], "requeued", f"lease of {worker} expired while sending; resending", now)
+            _events(conn, [(did, rid)], EventKind.REQUEUED, f"lease of {worker} expired while sending; resending", now)
     else:
         rows = conn.execute(sa.update(_d).where(lost)
-                            .values(state="unknown", leased_until=None, updated_at=now,
+                            .values(state=DeliveryState.UNKNOWN, leased_until=None, updated_at=now,
                                     last_error="outcome unknown: the lease expired while sending")
                             .returning(_d.c.id, _d.c.run_id, _d.c.claimed_by)).all()
         for did, rid, worker in rows:
-            _events(conn, [(did, rid)], "unknown",
+            _events(conn, [(did, rid)], EventKind.UNKNOWN,
                     f"lease of {worker} expired while sending; not resent to avoid a duplicate", now)
 
 
@@ -334,7 +333,7 @@ def claim(bind: Bind, ids: Iterable[int], worker: str, lease_until: datetime, *,
         _settle_lost_sends(conn, id_list, now, resend_unknown)
         stmt = (sa.update(_d)
                 .where(_id_in(conn, id_list), _d.c.state.in_(CLAIMABLE_STATES), _d.c.due_at <= now)
-                .values(state="sending", claimed_by=worker, leased_until=lease_until,
+                .values(state=DeliveryState.SENDING, claimed_by=worker, leased_until=lease_until,
                         attempts=_d.c.attempts + 1, updated_at=now)
                 .returning(*_CLAIMED))
         return sorted(conn.execute(stmt).all(), key=lambda r: r.id)
@@ -361,10 +360,9 @@ def _outcome(bind: Bind, delivery_id: int, from_states: Sequence[str], values: d
 def record_sent(bind: Bind, delivery_id: int, provider_id: str | None) -> bool:
     """The provider accepted the message. Also accepted from `unknown` (a slow worker
     reporting after its lease ran out knows better than the ledger); False when already sent."""
-    states = [s for s in DELIVERY_STATES if s != "sent"]
-    return _outcome(bind, delivery_id, states,
-                    {"state": "sent", "provider_id": provider_id, "sent_at": utcnow(),
-                     "leased_until": None, "last_error": None}, "sent", provider_id)
+    return _outcome(bind, delivery_id, _NOT_SENT,
+                    {"state": DeliveryState.SENT, "provider_id": provider_id, "sent_at": utcnow(),
+                     "leased_until": None, "last_error": None}, EventKind.SENT, provider_id)
 
 
 def record_sent_many(bind: Bind, sent: Sequence[tuple[int, int, str | None]]) -> None:
@@ -386,7 +384,7 @@ def record_sent_many(bind: Bind, sent: Sequence[tuple[int, int, str | None]]) ->
                                            "now": now})
             return
         moved = conn.execute(_record_sent_json, {"batch": json.dumps([[d, p] for d, _, p in sent]), "now": now})
-        done = [{"delivery_id": d, "run_id": r, "kind": "sent", "detail": p, "at": now} for d, r, p in moved]
+        done = [{"delivery_id": d, "run_id": r, "kind": EventKind.SENT, "detail": p, "at": now} for d, r, p in moved]
         if done:
             conn.execute(sa.insert(_e), done)
     _tx(bind, go)
@@ -396,8 +394,8 @@ def _json_record_sent() -> sa.Update:
     batch = sa.func.json_each(sa.bindparam("batch", type_=sa.Text)).table_valued("value").alias("batch")
     did = sa.func.json_extract(batch.c.value, "$[0]")
     pid = sa.func.json_extract(batch.c.value, "$[1]")
-    return (sa.update(_d).where(_d.c.id == did, _d.c.state != "sent")
-            .values(state="sent", provider_id=pid, sent_at=sa.bindparam("now"), leased_until=None,
+    return (sa.update(_d).where(_d.c.id == did, _d.c.state != DeliveryState.SENT)
+            .values(state=DeliveryState.SENT, provider_id=pid, sent_at=sa.bindparam("now"), leased_until=None,
                     last_error=None, updated_at=sa.bindparam("now"))
             .returning(_d.c.id, _d.c.run_id, _d.c.provider_id))
 
@@ -409,13 +407,13 @@ def _pg_record_sent() -> sa.Insert:
     batch = sa.func.unnest(sa.bindparam("ids", type_=_ID_ARRAY),
                            sa.bindparam("pids", type_=postgresql.ARRAY(sa.Text))
                            ).table_valued("id", "pid").render_derived(name="batch")
-    moved = (sa.update(_d).where(_d.c.id == batch.c.id, _d.c.state != "sent")
-             .values(state="sent", provider_id=batch.c.pid, sent_at=sa.bindparam("now"), leased_until=None,
+    moved = (sa.update(_d).where(_d.c.id == batch.c.id, _d.c.state != DeliveryState.SENT)
+             .values(state=DeliveryState.SENT, provider_id=batch.c.pid, sent_at=sa.bindparam("now"), leased_until=None,
                      last_error=None, updated_at=sa.bindparam("now"))
              .returning(_d.c.id, _d.c.run_id, _d.c.provider_id).cte("moved"))
     return sa.insert(_e).from_select(
         ["delivery_id", "run_id", "kind", "detail", "at"],
-        sa.select(moved.c.id, moved.c.run_id, sa.literal("sent", _e.c.kind.type), moved.c.provider_id,
+        sa.select(moved.c.id, moved.c.run_id, sa.literal(EventKind.SENT, _e.c.kind.type), moved.c.provider_id,
                   sa.bindparam("now", type_=_e.c.at.type)))
 
 
@@ -425,17 +423,17 @@ _record_sent_pg = _pg_record_sent()
 def record_retry(bind: Bind, delivery_id: int, error: str, next_due_at: datetime) -> bool:
     """A transient failure: due again at `next_due_at` (backoff, or the provider's reset time);
     the dispatcher queues it then, so no worker sleeps on it."""
-    return _outcome(bind, delivery_id, ("sending", "unknown", "queued"),
-                    {"state": "retry", "due_at": next_due_at, "leased_until": None, "last_error": error},
-                    "retried", error)
+    return _outcome(bind, delivery_id, (DeliveryState.SENDING, DeliveryState.UNKNOWN, DeliveryState.QUEUED),
+                    {"state": DeliveryState.RETRY, "due_at": next_due_at, "leased_until": None, "last_error": error},
+                    EventKind.RETRIED, error)
 
 
 def record_unknown(bind: Bind, delivery_id: int, error: str) -> bool:
     """Nobody knows whether the message left (the connection dropped after its data, a
     request timed out): `unknown`, like a send whose worker died. Never resent by itself,
     since a resend could be a duplicate; an operator may requeue it (`requeue_unknown`)."""
-    return _outcome(bind, delivery_id, ("sending",),
-                    {"state": "unknown", "leased_until": None, "last_error": error}, "unknown", error)
+    return _outcome(bind, delivery_id, (DeliveryState.SENDING,),
+                    {"state": DeliveryState.UNKNOWN, "leased_until": None, "last_error": error}, EventKind.UNKNOWN, error)
 
 
 def defer(bind: Bind, rows: Sequence[tuple[int, int]], next_due_at: datetime, reason: str) -> None:
@@ -447,32 +445,34 @@ def defer(bind: Bind, rows: Sequence[tuple[int, int]], next_due_at: datetime, re
     ids = [d for d, _ in rows]
 
     def go(conn: sa.Connection) -> None:
-        conn.execute(sa.update(_d).where(_id_in(conn, ids), _d.c.state == "sending")
-                     .values(state="retry", due_at=next_due_at, leased_until=None, last_error=reason,
+        conn.execute(sa.update(_d).where(_id_in(conn, ids), _d.c.state == DeliveryState.SENDING)
+                     .values(state=DeliveryState.RETRY, due_at=next_due_at, leased_until=None, last_error=reason,
                              attempts=_d.c.attempts - 1, updated_at=now))
-        _events(conn, rows, "retried", reason, now)
+        _events(conn, rows, EventKind.RETRIED, reason, now)
     _tx(bind, go)
 
 
 def record_failed(bind: Bind, delivery_id: int, error: str, bounced: bool = False) -> bool:
     """A permanent failure (or attempts exhausted). `bounced` records the event as a hard
     bounce; suppressing the address is the caller's job (`suppressions.suppress`)."""
-    return _outcome(bind, delivery_id, ("pending", "queued", "sending", "retry", "unknown"),
-                    {"state": "failed", "leased_until": None, "last_error": error},
-                    "bounced" if bounced else "failed", error)
+    return _outcome(bind, delivery_id, (*ACTIVE_STATES, DeliveryState.UNKNOWN),
+                    {"state": DeliveryState.FAILED, "leased_until": None, "last_error": error},
+                    EventKind.BOUNCED if bounced else EventKind.FAILED, error)
 
 
 def record_skipped(bind: Bind, delivery_id: int, reason: str) -> bool:
     """Not sent on purpose (suppressed or unsubscribed since planning, run cancelled)."""
-    return _outcome(bind, delivery_id, ("pending", "queued", "sending", "retry"),
-                    {"state": "skipped", "leased_until": None, "last_error": reason}, "skipped", reason)
+    return _outcome(bind, delivery_id, tuple(ACTIVE_STATES),
+                    {"state": DeliveryState.SKIPPED, "leased_until": None, "last_error": reason},
+                    EventKind.SKIPPED, reason)
 
 
 def record_progress(bind: Bind, delivery_id: int, progress: Any) -> bool:
     """Save partial progress of a multi-part send (e.g. ids of the tweets of a thread already
     posted) so a retry continues where it stopped instead of posting them again."""
-    return _outcome(bind, delivery_id, ("sending", "unknown", "retry", "queued"),
-                    {"progress": progress}, "progress", None)
+    return _outcome(bind, delivery_id, (DeliveryState.SENDING, DeliveryState.UNKNOWN, DeliveryState.RETRY,
+                                        DeliveryState.QUEUED),
+                    {"progress": progress}, EventKind.PROGRESS, None)
 
 
 def record_event(bind: Bind, delivery_id: int, kind: str, detail: str | None = None,
@@ -489,12 +489,12 @@ def requeue_unknown(bind: Bind, run_id: int) -> int:
     again. Returns how many became pending."""
     def go(conn: sa.Connection) -> int:
         now = utcnow()
-        rows = conn.execute(sa.update(_d).where(_d.c.run_id == run_id, _d.c.state == "unknown")
-                            .values(state="pending", due_at=now, updated_at=now, leased_until=None)
+        rows = conn.execute(sa.update(_d).where(_d.c.run_id == run_id, _d.c.state == DeliveryState.UNKNOWN)
+                            .values(state=DeliveryState.PENDING, due_at=now, updated_at=now, leased_until=None)
                             .returning(_d.c.id, _d.c.run_id)).all()
-        _events(conn, rows, "requeued", "operator requeued an unknown outcome", now)
-        conn.execute(sa.update(_r).where(_r.c.id == run_id, _r.c.status == "done")
-                     .values(status="planned", finished_at=None))
+        _events(conn, rows, EventKind.REQUEUED, "operator requeued an unknown outcome", now)
+        conn.execute(sa.update(_r).where(_r.c.id == run_id, _r.c.status == RunStatus.DONE)
+                     .values(status=RunStatus.PLANNED, finished_at=None))
         return len(rows)
     return _tx(bind, go)
 

@@ -7,16 +7,14 @@ column carries a CHECK constraint so a typo in code cannot invent a state.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-SUBSCRIBER_STATUSES = ("pending", "confirmed", "unsubscribed", "bounced")
-RUN_STATUSES = ("planning", "planned", "done", "skipped", "cancelled")
-DELIVERY_STATES = ("pending", "queued", "sending", "sent", "retry", "failed", "skipped", "unknown")
-EVENT_KINDS = ("queued", "sent", "retried", "failed", "bounced", "unsubscribed", "clicked", "unknown",
-               "skipped", "progress", "requeued")
+from ..models import DeliveryState, EventKind, RunStatus, SubscriberStatus
+
 
 # Ids: BIGINT on PostgreSQL (deliveries grow by audience x runs), INTEGER on SQLite where only
 # INTEGER PRIMARY KEY is the auto-incrementing rowid.
@@ -54,8 +52,9 @@ class UTCDateTime(sa.TypeDecorator):
         return value.astimezone(timezone.utc)
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+def _in(column: str, values: type[StrEnum]) -> str:
+    """The CHECK of a state column: one of the enum's values (models.py is the one list)."""
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 metadata = sa.MetaData(naming_convention={
@@ -74,6 +73,7 @@ subscribers = sa.Table(
     sa.Column("email", sa.String(320), nullable=False),
     sa.Column("name", sa.String(200)),
     sa.Column("city", sa.String(200)),
+    sa.Column("region", sa.String(100)),                  # state or province
     sa.Column("country", sa.String(2)),                   # ISO 3166-1 alpha-2, upper case
     sa.Column("timezone", sa.String(64)),                 # IANA name
     sa.Column("language", sa.String(35)),                 # BCP 47 tag
@@ -83,7 +83,7 @@ subscribers = sa.Table(
     sa.Column("attrs", Json, nullable=False, server_default="{}"),  # custom attributes (strings)
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
-    sa.CheckConstraint(_in("status", SUBSCRIBER_STATUSES), name="status"),
+    sa.CheckConstraint(_in("status", SubscriberStatus), name="status"),
     sa.Index(None, "status", "country"),
     sa.Index(None, "timezone"),
 )
@@ -121,7 +121,7 @@ runs = sa.Table(
     sa.Column("finished_at", UTCDateTime()),
     # At most one run per occurrence of a step, however many beats race (see ledger.create_run).
     sa.UniqueConstraint("campaign", "step", "occurrence"),
-    sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+    sa.CheckConstraint(_in("status", RunStatus), name="status"),
     sa.Index(None, "status"),
 )
 
@@ -131,7 +131,7 @@ deliveries = sa.Table(
     # No foreign keys on these two: PostgreSQL checks a foreign key with a trigger per row,
     # which made planning a million deliveries take twice as long (measured: 33 s -> 17 s
     # without them). Deliveries are only created by planning a run; a delivery whose
-    # subscriber is gone is skipped at send time (recipients.load_recipients).
+    # subscriber is gone is skipped at send time (subscribers.load_for_sending).
     sa.Column("run_id", BigId, nullable=False),
     sa.Column("subscriber_id", BigId),
     # Normalized email, or the X handle for a step's single tweet: the idempotency key.
@@ -150,7 +150,7 @@ deliveries = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("run_id", "recipient", "channel"),
-    sa.CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
+    sa.CheckConstraint(_in("state", DeliveryState), name="state"),
     # The dispatcher's scans, per state and channel in due_at / leased_until order, so
     # "the oldest N due" reads N index entries however many millions are pending.
     sa.Index(None, "state", "channel", "due_at"),
@@ -171,7 +171,7 @@ delivery_events = sa.Table(
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("detail", sa.Text),
     sa.Column("at", UTCDateTime(), nullable=False),
-    sa.CheckConstraint(_in("kind", EVENT_KINDS), name="kind"),
+    sa.CheckConstraint(_in("kind", EventKind), name="kind"),
     sa.Index(None, "delivery_id"),
     sa.Index(None, "run_id", "kind"),
     sa.Index(None, "at"),

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from .db import dialect_insert
 from .schema import suppressions, utcnow
-from .subscribers import normalize_email
+from ..subscribers.fields import normalize_email
 
 Bind = Engine | sa.Connection
 

@@ -9,9 +9,9 @@ import pytest
 from outreach.content.compose import Composer
 from outreach.content.links import LinkSigner
 from outreach.content.render_cache import RenderCache, plan_for
-from outreach.subscribers.samples import sample_recipients
+from outreach.subscribers.samples import sample_subscribers
 from outreach.settings import load_settings
-from outreach.content.templating import Recipient, RenderedEmail, Renderer
+from outreach.content.templating import RenderedEmail, Renderer
 from outreach.authoring.validation import validate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,9 +23,9 @@ def test_cached_renders_equal_full_renders_for_every_sample(monkeypatch):
     settings = load_settings(ROOT, environ={"OUTREACH_SECRET_KEY": "k"})
     campaigns = validate(settings).campaigns.campaigns
     cached = Composer(settings, LinkSigner("k", settings.base_url))
-    recipients = sample_recipients(settings)
+    recipients = sample_subscribers(settings)
     # twins of every subscriber: same personalization, other addresses (so: other links)
-    recipients += [Recipient(**{**r.__dict__, "email": "twin." + r.email}) for r in recipients]
+    recipients += [r.replace(email="twin." + r.email) for r in recipients]
     checked = 0
     for campaign in campaigns.values():
         for step in (s for s in campaign.steps if s.channel == "email"):

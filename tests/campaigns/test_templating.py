@@ -10,7 +10,8 @@ from jinja2.exceptions import SecurityError
 from outreach.channels.base import OutgoingEmail
 from outreach.errors import TemplateRenderError
 from outreach.channels.smtp.mime import build_email
-from outreach.content.templating import Recipient, Renderer, one_line
+from outreach.content.templating import Renderer, one_line
+from outreach.models import Subscriber
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def renderer(tmp_path):
 
 def test_html_is_autoescaped_but_text_is_not(renderer):
     r = renderer({"a.html": "<p>{{ subscriber.name }}</p>", "a.txt": "{{ subscriber.name }}"})
-    ctx = {"subscriber": Recipient(email="e@example.org", name="<script>alert(1)</script> & co")}
+    ctx = {"subscriber": Subscriber(email="e@example.org", name="<script>alert(1)</script> & co")}
     assert r.render("a.html", ctx) == "<p>&lt;script&gt;alert(1)&lt;/script&gt; &amp; co</p>"
     assert r.render("a.txt", ctx) == "<script>alert(1)</script> & co"
 
@@ -41,7 +42,7 @@ def test_undefined_variable_raises_with_template_line(renderer):
 def test_sandbox_blocks_python_internals(renderer):
     r = renderer({"c.txt": "{{ subscriber.__class__.__mro__[1].__subclasses__() }}"})
     with pytest.raises((TemplateRenderError, SecurityError)):
-        r.render("c.txt", {"subscriber": Recipient(email="e@example.org")})
+        r.render("c.txt", {"subscriber": Subscriber(email="e@example.org")})
 
 
 def test_sandbox_blocks_mutating_campaign_data(renderer):

@@ -145,7 +145,7 @@ def test_every_sample_email_passes_a_strict_server_and_parses_back(smtp_server, 
 
     from outreach.content.compose import Composer
     from outreach.content.links import LinkSigner
-    from outreach.subscribers.samples import sample_recipients
+    from outreach.subscribers.samples import sample_subscribers
     from outreach.settings import load_settings
     from outreach.authoring.validation import validate
     from tests.campaigns.test_render_cache import ROOT
@@ -155,7 +155,7 @@ def test_every_sample_email_passes_a_strict_server_and_parses_back(smtp_server, 
     composer = Composer(settings, LinkSigner("k", settings.base_url))
     letters = [((c.name, s.id, r.email), composer.email(c, s, r))
                for c in validate(settings).campaigns.campaigns.values()
-               for s in c.steps if s.channel == "email" for r in sample_recipients(settings)]
+               for s in c.steps if s.channel == "email" for r in sample_subscribers(settings)]
     sink, controller = smtp_server
     # when they are sent as one stream
     with SmtpChannel(smtp_account(controller)) as channel:

@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from outreach.store import add_subscriber, import_csv
+from outreach.store import add_subscriber
+from outreach.subscribers.csvfile import import_csv
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 

@@ -6,8 +6,8 @@ import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from outreach.authoring.audience import (Audience, Filter, TagFilter, audience_count, audience_select,
-                                         load_segments)
+from outreach.authoring.audience import Audience, Filter, TagFilter, load_segments
+from outreach.store.audience import audience_count, audience_select
 from outreach.errors import ConfigurationError, ValidationFailed
 from outreach.store import set_status, suppress, unsuppress
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -10,7 +11,8 @@ from alembic.runtime.migration import MigrationContext
 from outreach.errors import ConfigurationError
 from outreach.store import current_revision, head_revision, make_engine, metadata, normalize_url, upgrade
 from outreach.store import require_current
-from outreach.store.schema import runs
+from outreach.models import CSV_COLUMNS, TEMPLATE_FIELDS, DeliveryState, RunStatus, Subscriber, SubscriberStatus
+from outreach.store.schema import deliveries, runs, subscribers
 from outreach.store.ledger import create_run, get_run
 
 
@@ -101,3 +103,51 @@ def test_timestamps_are_aware_utc_and_naive_ones_are_refused(engine):
     with pytest.raises(sa.exc.StatementError, match="naive"):
         with engine.begin() as conn:
             conn.execute(sa.select(runs.c.id).where(runs.c.occurrence == datetime(2026, 5, 1)))
+
+
+@pytest.mark.filterwarnings("ignore:.*expression-based index")
+def test_upgrading_a_filled_database_keeps_every_row_and_takes_the_new_states(db_url):
+    # given a database at revision 0003 holding a subscriber, a run, a delivery and its event
+    engine = make_engine(db_url)
+    upgrade(engine, "0003")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO subscribers (email, status, attrs, created_at, updated_at) "
+                             "VALUES ('a@example.org', 'confirmed', '{}', '2026-01-01', '2026-01-01')")
+        conn.exec_driver_sql("INSERT INTO runs (id, campaign, step, occurrence, status, planned_count, created_at) "
+                             "VALUES (1, 'c', 's', '2026-01-01', 'planned', 1, '2026-01-01')")
+        conn.exec_driver_sql("INSERT INTO deliveries (id, run_id, recipient, channel, state, attempts, due_at, "
+                             "created_at, updated_at) VALUES (1, 1, 'a@example.org', 'email', 'sent', 1, "
+                             "'2026-01-01', '2026-01-01', '2026-01-01')")
+        conn.exec_driver_sql("INSERT INTO delivery_events (delivery_id, run_id, kind, at) "
+                             "VALUES (1, 1, 'sent', '2026-01-01')")
+    # when upgraded to the head (SQLite rebuilds the tables to change their CHECKs)
+    upgrade(engine)
+    # then no row was lost (dropping the old deliveries table must not cascade to the events),
+    # foreign keys are enforced again, and the states of models.py are accepted
+    with engine.begin() as conn:
+        counts = [conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar()
+                  for t in ("subscribers", "runs", "deliveries", "delivery_events")]
+        assert counts == [1, 1, 1, 1]
+        conn.execute(sa.update(subscribers).values(status=SubscriberStatus.COMPLAINED, region="TX"))
+        conn.execute(sa.update(runs).values(status=RunStatus.PAUSED))
+        conn.execute(sa.update(deliveries).values(state=DeliveryState.CANCELLED))
+        if engine.dialect.name == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    # and a state it does not know is still refused
+    with pytest.raises(sa.exc.IntegrityError):
+        with engine.begin() as conn:
+            conn.execute(sa.update(runs).values(status="exploded"))
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata) == []
+    engine.dispose()
+
+
+def test_the_model_and_the_table_agree_on_a_subscriber():
+    # given the Subscriber model and the subscribers table
+    columns = {c.name for c in subscribers.c}
+    # then every field of the model is a column, and every CSV column is a field
+    assert {f.name for f in dataclasses.fields(Subscriber)} - {"tags"} <= columns
+    assert set(CSV_COLUMNS) <= {f.name for f in dataclasses.fields(Subscriber)}
+    # and templates see personal data, never the bookkeeping
+    assert {"email", "first_name", "region", "country_name"} <= TEMPLATE_FIELDS
+    assert not {"status", "consent_at", "consent_source", "id"} & TEMPLATE_FIELDS

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from outreach.authoring.audience import audience_select
+from outreach.store.audience import audience_select
 from outreach.store import (add_delivery, cancel_run, claim, create_run, delivery_events_of, due_deliveries,
                             find_run, finish_run_if_done, get_delivery, mark_queued, mark_run_planned,
                             plan_deliveries, record_failed, record_progress, record_retry, record_sent,

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from outreach.authoring.audience import audience_select
+from outreach.store.audience import audience_select
 from outreach.settings import Settings, load_settings
 from outreach.store import (claim, create_run, get_delivery, get_subscriber, head_revision, is_suppressed,
                             make_engine, mark_run_planned, plan_deliveries, record_sent, record_unknown)
@@ -84,7 +84,7 @@ def test_export_to_stdout_and_file(run, tmp_path):
     run("subscribers", "import", str(tmp_path / "in.csv"))
     out = run("subscribers", "export")
     assert out.exit_code == 0
-    assert out.stdout.splitlines()[1].startswith("a@example.org,,,,,,x;y,confirmed,,,SMU")
+    assert out.stdout.splitlines()[1].startswith("a@example.org,,,,,,,x;y,confirmed,,,SMU")  # region is the 4th column
     assert run("subscribers", "export", str(tmp_path / "out.csv")).exit_code == 0
     assert (tmp_path / "out.csv").read_text() == out.stdout
 

@@ -7,9 +7,10 @@ import pytest
 import sqlalchemy as sa
 
 from outreach.errors import DataError
-from outreach.store import export_csv, get_subscriber, get_tags, set_status
+from outreach.store import get_subscriber, get_tags, set_status
+from outreach.subscribers.csvfile import export_csv
 from outreach.store.schema import subscribers
-from outreach.store.subscribers import normalize_email
+from outreach.subscribers.fields import normalize_email
 
 from tests.store.helpers import csv_import
 
@@ -154,7 +155,7 @@ def test_export_streams_the_import_format_and_round_trips(engine):
     out = io.StringIO()
     assert export_csv(engine, out) == 2
     text = out.getvalue()
-    assert text.splitlines()[0] == "email,name,city,country,timezone,language,tags,status,consent_source,consent_at,chapter"
+    assert text.splitlines()[0] == "email,name,city,region,country,timezone,language,tags,status,consent_source,consent_at,chapter"
     with engine.connect() as conn:
         before = {r.email: r._asdict() for r in conn.execute(sa.select(subscribers))}
     with engine.begin() as conn:

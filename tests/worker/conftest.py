@@ -26,6 +26,8 @@ import redis as redis_lib
 import sqlalchemy as sa
 
 from outreach import store
+from outreach.models import ACTIVE_STATES
+from outreach.subscribers.csvfile import import_csv
 from outreach.store.schema import deliveries
 from tests.channels.conftest import SmtpSink, _start, x_api  # noqa: F401  (x_api is a fixture)
 from tests.dispatch.conftest import CAMPAIGN as DISPATCH_CAMPAIGN
@@ -199,7 +201,7 @@ def add_people(engine, n: int, *, tags: str = "advocacy", start: int = 0) -> lis
     """n confirmed subscribers (one CSV import, fast even for thousands)."""
     emails = [f"person{i}@example.org" for i in range(start, start + n)]
     lines = ["email,name,tags,status"] + [f"{e},Person {i},{tags},confirmed" for i, e in enumerate(emails, start)]
-    result = store.import_csv(engine, io.BytesIO("\n".join(lines).encode()), "people.csv")
+    result = import_csv(engine, io.BytesIO("\n".join(lines).encode()), "people.csv")
     assert result.inserted == n
     return emails
 
@@ -326,7 +328,7 @@ def states(engine, run_id: int | None = None) -> dict[str, int]:
 
 
 def active(engine) -> int:
-    return sum(n for s, n in states(engine).items() if s in store.ACTIVE_STATES)
+    return sum(n for s, n in states(engine).items() if s in ACTIVE_STATES)
 
 
 def run_ids(engine) -> dict[str, int]:

@@ -43,9 +43,20 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head", root: Path | st
         cfg = _config()
         with _LOCAL, engine.connect() as conn:
             immediate(conn)
-            with conn.begin():
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, revision)
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                # SQLite rebuilds a table to change it, and dropping the old copy with foreign
+                # keys on would cascade-delete the rows that refer to it (every delivery
+                # event). Its documented procedure: keys off outside the transaction, a
+                # foreign_key_check before commit (env.py), keys on again.
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
+            try:
+                with conn.begin():
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, revision)
+            finally:
+                if sqlite:
+                    conn.connection.driver_connection.execute("PRAGMA foreign_keys = ON")
         return current_revision(engine)
     finally:
         if owned:

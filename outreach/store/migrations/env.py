@@ -23,6 +23,10 @@ def _run(connection) -> None:
             # Two processes upgrading at once: the second waits here, then sees the new revision.
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_ID})")
         context.run_migrations()
+        if connection.dialect.name == "sqlite":
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+            if broken:
+                raise RuntimeError(f"migration left rows whose foreign keys point nowhere: {broken[:5]}")
 
 
 connection = config.attributes.get("connection")
