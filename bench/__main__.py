@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                         pg_admin_url=args.pg_admin_url,
                         ceiling_distinct=None if args.skip_ceiling else args.ceiling_distinct,
                         profile_seconds=timeout if args.profile else None, log=log)
-                except Exception:  # noqa: BLE001 - report and go on with the other ledger
+                except Exception:
                     failed = True
                     log(f"bench: pipeline on {kind} FAILED:\n{traceback.format_exc()}")
                     continue
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 r = planning.run(kind, args.plan_n, workdir=workdir, redis_url=args.redis_url, secret=secret,
                                  pg_admin_url=args.pg_admin_url, log=log)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 failed = True
                 log(f"bench: planning on {kind} FAILED:\n{traceback.format_exc()}")
                 continue
@@ -132,7 +132,8 @@ def _print_pipeline(p: pipeline.PipelineResult, c: ceiling_mod.CeilingResult | N
                     f"(VmHWM {((m.hwm_kb or 0) / 1024):.0f} MB)" for pid, m in p.mem.items())
     rate = f"{p.emails_per_s:,.0f}" if p.emails_per_s else "—"
     log(f"  [{p.db}] pipeline: {p.sent:,}/{p.n:,} sent, {rate} emails/s over {p.window_seconds or 0:.1f} s "
-        f"(run created → last sent; by quarter {' / '.join(f'{q:,.0f}' for q in p.quarters)}), worker CPU {p.cpu_us_per_email or 0:,.0f} µs/email, {mem}; "
+        f"(run created → last sent; by quarter {' / '.join(f'{q:,.0f}' for q in p.quarters)}), "
+        f"worker CPU {p.cpu_us_per_email or 0:,.0f} µs/email, {mem}; "
         f"sink counted {p.sink_messages:,}; {p.queued_events:,} `queued` events")
     if c:
         ratio = p.emails_per_s / c.emails_per_s if p.emails_per_s and c.emails_per_s else 0.0

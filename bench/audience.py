@@ -19,7 +19,7 @@ import random
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -99,7 +99,7 @@ def rows(n: int, seed: int = SEED) -> Iterator[Row]:
     total = n + n // EXTRA_EVERY
     extra_at = set(range(EXTRA_EVERY + 1, total + 1, EXTRA_EVERY + 1)) if n >= EXTRA_EVERY else set()
     k = 0
-    base = datetime(2023, 1, 1, tzinfo=timezone.utc).timestamp()
+    base = datetime(2023, 1, 1, tzinfo=UTC).timestamp()
     for i in range(1, total + 1):
         first, last = rnd.choice(FIRST), rnd.choice(LAST)
         city, country, tz, lang = rnd.choice(PLACES)
@@ -121,7 +121,7 @@ def rows(n: int, seed: int = SEED) -> Iterator[Row]:
                 suppressed = True
         yield Row(i, f"{_local(first, i)}@{DOMAINS[i % len(DOMAINS)]}", f"{first} {last}", city, country, tz,
                   lang, status, rnd.choice(CONSENT_SOURCES),
-                  datetime.fromtimestamp(base + rnd.randrange(0, 86400 * 900), timezone.utc), attrs, tags,
+                  datetime.fromtimestamp(base + rnd.randrange(0, 86400 * 900), UTC), attrs, tags,
                   suppressed)
 
 
@@ -133,12 +133,12 @@ _COLUMNS = ("id", "email", "name", "city", "country", "timezone", "language", "s
 
 def _sqlite_ts(value: datetime) -> str:
     # SQLAlchemy's SQLite DATETIME storage format; UTCDateTime stores naive UTC
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def load(engine: sa.Engine, n: int, chunk: int = 100_000) -> dict[str, int]:
     """Write the synthetic audience into an empty, migrated store; return counts."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if engine.dialect.name == "postgresql":
         return _load_pg(engine, n, now)
     return _load_sqlite(engine, n, now, chunk)

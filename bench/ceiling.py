@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-
 @dataclass
 class CeilingResult:
     n: int
@@ -36,12 +35,11 @@ class CeilingResult:
 
 def render(settings_root: Path, env: dict[str, str], database_url: str, k: int, out: Path) -> tuple[int, float, float]:
     """Render k messages for the first k subscribers in the audience; pickle [(rcpt, bytes)]."""
-    from outreach.store.audience import audience_select
     from outreach.channels.smtp.channel import SmtpChannel
-    from outreach.store import load_for_sending
     from outreach.delivery.runtime import Runtime
     from outreach.settings import load_settings
-    from outreach.store import make_engine
+    from outreach.store import load_for_sending, make_engine
+    from outreach.store.audience import audience_select
 
     settings = load_settings(settings_root, environ=env)
     rt = Runtime(settings, engine=make_engine(database_url))
@@ -51,11 +49,11 @@ def render(settings_root: Path, env: dict[str, str], database_url: str, k: int, 
     with rt.engine.connect() as conn:
         ids = [r.id for r in conn.execute(select)]
     loaded = load_for_sending(rt.engine, ids)
-    channel = SmtpChannel(settings.smtp_account(step.account))
+    channel = SmtpChannel(SmtpChannel.account_for(settings, step.account))
     t0 = time.process_time()
     messages = []
     for sid in ids:
-        built = channel.build(rt.composer.email(campaign, step, loaded[sid].subscriber))
+        built = channel.build(SmtpChannel.compose(rt.composer, campaign, step, loaded[sid].subscriber))
         messages.append((built.to_addr, built.data))
     cpu = time.process_time() - t0
     rt.engine.dispose()

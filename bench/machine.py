@@ -5,7 +5,7 @@ import os
 import platform
 import sqlite3
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -40,7 +40,7 @@ def _redis_version(url: str) -> str:
             return client.info("server")["redis_version"]
         finally:
             client.close()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return f"unavailable ({exc.__class__.__name__})"
 
 
@@ -81,7 +81,7 @@ def _version(dist: str) -> str:
 def describe(redis_url: str, pg_admin_url: str) -> dict[str, str]:
     load1, load5, _ = os.getloadavg()
     return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": f"{_cpu_model()}, {os.cpu_count()} logical cores",
         "ram": f"{_mem_total_gib():.1f} GiB",
         "os": f"{_run(['sh', '-c', '. /etc/os-release && echo $PRETTY_NAME']) or platform.system()}, "

@@ -17,18 +17,17 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-
-from outreach import store
-from outreach.store.schema import deliveries, delivery_events, runs
 
 from bench import audience, ceiling, dbs, procs
 from bench.machine import code_id
 from bench.project import CAMPAIGN, child_env, make_project
 from bench.sink import SmtpSink
+from outreach import store
+from outreach.store.schema import deliveries, delivery_events, runs
 
 
 @dataclass
@@ -233,8 +232,8 @@ def _collect(result: PipelineResult, engine: sa.Engine, run_id: int) -> None:
     d, e = deliveries, delivery_events
     with engine.connect() as conn:
         run_row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).one()
-        result.states = {s: c for s, c in conn.execute(
-            sa.select(d.c.state, sa.func.count()).where(d.c.run_id == run_id).group_by(d.c.state))}
+        result.states = dict(conn.execute(
+            sa.select(d.c.state, sa.func.count()).where(d.c.run_id == run_id).group_by(d.c.state)))
         result.planned = sum(result.states.values())
         stamps = [_aware(t) for t in conn.execute(
             sa.select(d.c.updated_at).where(d.c.run_id == run_id, d.c.state == "sent")).scalars()]
@@ -261,8 +260,7 @@ def _collect(result: PipelineResult, engine: sa.Engine, run_id: int) -> None:
 def _aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    from datetime import timezone
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # --- profiling -----------------------------------------------------------------------------

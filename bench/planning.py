@@ -17,12 +17,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from outreach import store
-
 from bench import audience, dbs
 from bench.machine import code_id
 from bench.procs import vm_hwm_kb
 from bench.project import CAMPAIGN, child_env, make_project
+from outreach import store
 
 
 @dataclass
@@ -71,7 +70,7 @@ def run(kind: str, m: int, *, workdir: Path, redis_url: str, secret: str, pg_adm
 
 def child() -> None:
     """In the fresh process: plan one run and print a JSON line."""
-    from outreach.delivery import dispatch
+    from outreach import delivery
     from outreach.delivery.runtime import Runtime
     from outreach.delivery.scheduling import now_utc, occurrences
     from outreach.settings import load_settings
@@ -89,13 +88,14 @@ def child() -> None:
     hwm_before = vm_hwm_kb(os.getpid()) or 0
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    planned = dispatch.plan_run(rt, run_id)
+    planned = delivery.plan_run(rt, run_id)
     seconds = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     hwm_after = vm_hwm_kb(os.getpid()) or 0
     run = store.get_run(rt.engine, run_id)
     if run.status != "planned" or run.planned_count != planned:
-        raise SystemExit(f"run {run_id} is {run.status} with planned_count {run.planned_count}, plan_run said {planned}")
+        raise SystemExit(f"run {run_id} is {run.status} with planned_count {run.planned_count}, "
+                         f"plan_run said {planned}")
     rt.engine.dispose()
     print(json.dumps({"plan_seconds": seconds, "planned": planned, "cpu_seconds": cpu,
                       "hwm_before_kb": hwm_before, "hwm_after_kb": hwm_after, "zones": zones}))

@@ -64,7 +64,8 @@ def make_project(dest: Path, variant: str, smtp_port: int | None = None, batch_s
     return dest
 
 
-def child_env(root: Path, database_url: str, redis_url: str, secret: str, smtp_port: int | None = None) -> dict[str, str]:
+def child_env(root: Path, database_url: str, redis_url: str, secret: str,
+              smtp_port: int | None = None) -> dict[str, str]:
     """The environment of every outreach process the benchmark starts (no OUTREACH_* leaks in
     from the caller's shell)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH")}

@@ -68,7 +68,7 @@ class SmtpSink:
         self._last = ""
         self._reader: threading.Thread | None = None
 
-    def start(self) -> "SmtpSink":
+    def start(self) -> SmtpSink:
         args = [str(ensure_installed()), "-c"]
         if os.geteuid() == 0:
             args += ["-u", "root"]  # smtp-sink refuses to run as root without a user to switch to
@@ -128,7 +128,7 @@ class SmtpSink:
                 self.proc.kill()
                 self.proc.wait()
 
-    def __enter__(self) -> "SmtpSink":
+    def __enter__(self) -> SmtpSink:
         return self.start()
 
     def __exit__(self, *exc) -> None:

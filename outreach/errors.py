@@ -1,8 +1,23 @@
 """One exception tree for the whole product.
 
-The branches map to behaviour, not to modules: a caller decides what to do from the
-class alone (retry later, give up on this recipient, stop and tell the operator).
-Every exception pickles with its context, because Celery ships them between processes.
+The branches map to behaviour, not to modules: a caller decides what to do from the class
+alone. Every exception carries its context (`.context`) and pickles with it, because Celery
+ships them between processes.
+
+    OutreachError
+    ├── ConfigurationError          stop and say what to set (a key, a variable, a command)
+    │   ├── ValidationFailed        a file a person wrote has problems; all are listed
+    │   ├── ServiceUnavailable      the database or Redis cannot be reached or used now
+    │   └── ChannelConfigurationError   (also a DeliveryError) the account cannot send at all
+    ├── DataError                   input data is malformed (a CSV row, an argument, a token)
+    ├── TemplateRenderError         a template failed for one recipient
+    └── DeliveryError               sending one message failed; what next depends on the class:
+        ├── TransientError          nothing left the building: try again later
+        │   └── RateLimited         ... after `retry_after` seconds (the whole account waits)
+        ├── OutcomeUnknown          it may have reached the provider: never retried by itself
+        └── PermanentError          refused for good: do not retry
+            ├── RecipientRejected   this address; `hard_bounce` means suppress it
+            └── DuplicateContent    the provider refuses the same content twice
 """
 from __future__ import annotations
 
@@ -75,7 +90,8 @@ class DeliveryError(OutreachError):
 
 
 class TransientError(DeliveryError):
-    """Try again later (connection dropped, 4xx reply, provider 5xx)."""
+    """Try again later: the message certainly did not reach the provider (no connection, a
+    4xx reply, a provider 5xx before accepting it)."""
 
 
 class RateLimited(TransientError):
@@ -93,6 +109,13 @@ class RateLimited(TransientError):
 
 def _rebuild_rate_limited(cls, message, retry_after, ctx):
     return cls(message, retry_after, **ctx)
+
+
+class OutcomeUnknown(DeliveryError):
+    """The message may have reached the provider: the connection dropped after its data, a
+    request timed out, or the provider accepted it without saying under which id. Sending
+    it again could deliver it twice, so it is recorded `unknown` for an operator to decide,
+    unless the channel is idempotent (a resend is harmless there)."""
 
 
 class PermanentError(DeliveryError):
@@ -126,5 +149,10 @@ class ChannelConfigurationError(ConfigurationError, DeliveryError):
 
 # --- data --------------------------------------------------------------------------------
 
+class ServiceUnavailable(ConfigurationError):
+    """A service the command needs (the database, Redis) is unreachable, refuses us, or is not
+    set up (tables not migrated); the message says which, and what to run or set."""
+
+
 class DataError(OutreachError):
-    """Input data (a subscriber file, a CLI argument) is malformed."""
+    """Input data (a subscriber file, a CLI argument, a link's token) is malformed."""

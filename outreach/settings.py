@@ -49,7 +49,7 @@ class Limit(Strict):
     period: timedelta
 
     @classmethod
-    def parse(cls, text: str) -> "Limit":
+    def parse(cls, text: str) -> Limit:
         count, _, period = str(text).partition("/")
         if not count.strip().isdigit() or not period:
             raise ValueError(f"{text!r} is not a rate limit; write e.g. 14/1s, 50000/1d or 100/15m")
@@ -86,7 +86,7 @@ class SmtpAccount(Strict):
     username: str | None = None
     password: str | None = Field(default=None, exclude=True, repr=False)
     timeout: float = 30.0
-    limits: list[Limit] = Field(default_factory=lambda: [Limit.parse("14/1s"), Limit.parse("50000/1d")])
+    limits: list[Limit] = Field(default_factory=list)  # none given: the channel's default limits
     unsubscribe_mailto: str | None = None
     dkim: Dkim | None = None
 
@@ -100,7 +100,7 @@ class XAccount(Strict):
     name: str = ""
     handle: str
     api_base: str = "https://api.x.com"
-    limits: list[Limit] = Field(default_factory=lambda: [Limit.parse("100/15m"), Limit.parse("2400/24h")])
+    limits: list[Limit] = Field(default_factory=list)  # none given: the channel's default limits
     consumer_key: str | None = Field(default=None, exclude=True, repr=False)
     consumer_secret: str | None = Field(default=None, exclude=True, repr=False)
     access_token: str | None = Field(default=None, exclude=True, repr=False)
@@ -170,6 +170,10 @@ class Settings(Strict):
     dispatch: Dispatch = Dispatch()
     subscribers: Subscribers = Subscribers()
     segments: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Where a channel whose account cannot send for real (an X account without credentials)
+    # records what it would send instead, per channel (SANDBOX/x/tweets.jsonl): the demo's
+    # sandbox. Unset (the default), such an account is an error naming the variables to set.
+    sandbox_dir: Path | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -184,11 +188,15 @@ class Settings(Strict):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    def smtp_account(self, name: str | None) -> SmtpAccount:
-        return _account(self.email.accounts, name or self.email.default_account, "email")
+    def accounts(self, section: str) -> dict[str, Any]:
+        """Every account of a channel's section (`email`, `x`), by name."""
+        return dict(getattr(self, section).accounts)
 
-    def x_account(self, name: str | None) -> XAccount:
-        return _account(self.x.accounts, name or self.x.default_account, "x")
+    def account(self, section: str, name: str | None) -> Any:
+        """The account `name` (or the section's default) of a channel's section: `email` or
+        `x`. ConfigurationError naming the key to set when there is none."""
+        accounts: EmailSettings | XSettings = getattr(self, section)
+        return _account(accounts.accounts, name or accounts.default_account, section)
 
     def require_secret_key(self) -> str:
         if not self.secret_key:
@@ -311,7 +319,8 @@ def _inject_secrets(data: dict[str, Any], env: dict[str, str]) -> None:
                 elif secret != "username" and secret in account:
                     raise ValidationFailed([Problem("config/outreach.yaml", None,
                                                     f"{section}.accounts.{name}.{secret}",
-                                                    "secrets may not live in YAML", f"set {var} in the environment or .env")])
+                                                    "secrets may not live in YAML",
+                                                    f"set {var} in the environment or .env")])
 
 
 def account_env_name(account: str) -> str:

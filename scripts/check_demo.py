@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 from outreach.authoring.audience import segments_for
-from outreach.store.audience import audience_count, audience_select
 from outreach.authoring.campaigns import load_campaigns
 from outreach.settings import load_settings
 from outreach.store import engine_for
+from outreach.store.audience import audience_count, audience_select
 
 root = Path(sys.argv[1] if len(sys.argv) > 1 else ".").resolve()
 settings = load_settings(root)

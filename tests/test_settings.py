@@ -47,7 +47,7 @@ def test_nested_override_finds_an_account_whose_name_a_variable_cannot_spell(tmp
                                          "OUTREACH__EMAIL__ACCOUNTS__ALERTS__PORT": "2526"})
     # then the accounts themselves changed; no look-alike account appeared
     assert sorted(s.email.accounts) == ["Alerts", "news-letters"]
-    assert s.smtp_account("news-letters").port == 2525 and s.smtp_account("Alerts").port == 2526
+    assert s.account("email", "news-letters").port == 2525 and s.account("email", "Alerts").port == 2526
 
 
 def test_secrets_come_from_the_environment_only(tmp_path):
@@ -58,7 +58,7 @@ def test_secrets_come_from_the_environment_only(tmp_path):
     assert "OUTREACH_SMTP_NEWS_PASSWORD" in str(info.value)
     write(tmp_path, "config/outreach.yaml", "email:\n  accounts:\n    news:\n      from: a@example.org\n")
     s = load_settings(tmp_path, environ={"OUTREACH_SMTP_NEWS_PASSWORD": "hunter2"})
-    assert s.smtp_account("news").password == "hunter2"
+    assert s.account("email", "news").password == "hunter2"
     assert "hunter2" not in repr(s)
 
 
@@ -83,5 +83,5 @@ def test_missing_secret_key_says_what_to_set(tmp_path):
 def test_unknown_account_lists_the_defined_ones(tmp_path):
     write(tmp_path, "config/outreach.yaml", "x:\n  accounts:\n    org: {handle: org}\n    other: {handle: o2}\n")
     with pytest.raises(ConfigurationError) as info:
-        load_settings(tmp_path, environ={}).x_account("nope")
+        load_settings(tmp_path, environ={}).account("x", "nope")
     assert "unknown x account 'nope'" in str(info.value) and "org, other" in str(info.value)

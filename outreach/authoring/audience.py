@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError, field_validator
 
-from . import yamlfile
 from ..errors import Problem, ValidationFailed
 from ..settings import Strict
 from ..subscribers.fields import normalize_country
+from . import yamlfile
 
 AttrValue = str | int | bool | list[str | int]
 

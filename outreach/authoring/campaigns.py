@@ -9,16 +9,23 @@ import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
-from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from . import yamlfile
-from .audience import Audience
+from ..channels import CHANNELS, Channel
 from ..errors import Problem
 from ..settings import Settings, Strict, _zone, parse_duration
+from . import yamlfile
+from .audience import Audience
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 
@@ -68,7 +75,7 @@ class Schedule(Strict):
         return v
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "Schedule":
+    def _one_kind(self) -> Schedule:
         kinds = [k for k in ("at", "cron", "after") if getattr(self, k) is not None]
         if len(kinds) != 1:
             raise ValueError("a schedule needs exactly one of `at`, `cron` or `after`"
@@ -88,13 +95,24 @@ class Schedule(Strict):
 
 class Step(Strict):
     id: str = Field(pattern=NAME_PATTERN)
-    channel: Literal["email", "x"]
+    channel: str
     template: str
     account: str | None = None
     schedule: Schedule
     expires: timedelta | None = None
 
     _expires = field_validator("expires", mode="before")(_duration)
+
+    @field_validator("channel")
+    @classmethod
+    def _known_channel(cls, v: str) -> str:
+        if v not in CHANNELS:
+            raise ValueError(f"unknown channel {v!r}; use one of: {', '.join(sorted(CHANNELS))}")
+        return v
+
+    @property
+    def channel_class(self) -> type[Channel]:
+        return CHANNELS[self.channel]
 
     @property
     def view(self) -> MappingProxyType:
@@ -196,10 +214,10 @@ def _check_steps(campaign: Campaign, doc: yamlfile.Located) -> list[Problem]:
     out: list[Problem] = []
     ids: dict[str, int] = {}
     for i, step in enumerate(campaign.steps):
-        if step.channel == "x" and step.schedule.local_time:
+        if step.schedule.local_time and not step.channel_class.per_recipient:
             out.append(doc.problem(("steps", i, "schedule", "local_time"),
-                                   "local_time applies to email steps: a post goes out once, not per recipient",
-                                   "remove it, or give the post its own time"))
+                                   f"local_time applies to steps sent per recipient: a {step.channel_class.noun} "
+                                   "goes out once, from the account", "remove it, or give it its own time"))
         if step.id in ids:
             out.append(doc.problem(("steps", i, "id"), f"step id {step.id!r} is used twice",
                                    "give each step a unique id"))

@@ -2,8 +2,9 @@
 
 Shape errors come from loading (campaigns.py); this module adds what needs the settings,
 the segments, the templates and sample subscribers: unknown accounts and segments,
-missing templates, template syntax, variables nobody provides, and tweets over 280 as
-X counts them. Each problem names a file and line a campaign manager can open.
+missing templates, template syntax, variables nobody provides, and payloads the channel
+would refuse (a tweet over 280 as X counts it). Each problem names a file and line a
+campaign manager can open.
 """
 from __future__ import annotations
 
@@ -14,19 +15,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jinja2 import TemplateSyntaxError, meta, nodes
-from twitter_text import parse_tweet
 
+from ..channels.base import RECIPIENT_CONTEXT, Channel
+from ..content.compose import Composer
+from ..content.links import LinkSigner
+from ..content.templating import Renderer
+from ..errors import (
+    ConfigurationError,
+    PermanentError,
+    Problem,
+    TemplateRenderError,
+    ValidationFailed,
+)
+from ..models import TEMPLATE_FIELDS, Subscriber
+from ..settings import Settings
+from ..subscribers.samples import sample_subscribers
 from .audience import Filter, segments_for
 from .campaigns import Campaign, CampaignSet, Step, load_campaigns
-from ..content.compose import Composer
-from ..errors import ConfigurationError, Problem, TemplateRenderError, ValidationFailed
-from ..content.links import LinkSigner
-from ..subscribers.samples import sample_subscribers
-from ..settings import Settings
-from ..content.templating import Renderer, email_paths, tweet_path
-from ..models import TEMPLATE_FIELDS, Subscriber
 
-TWEET_LIMIT = 280
 LINK_FIELDS = frozenset({"unsubscribe", "view_in_browser", "unsubscribe_mailto"})
 ORGANIZATION_FIELDS = frozenset({"name", "postal_address", "website"})
 STEP_FIELDS = frozenset({"id", "channel"})
@@ -80,38 +86,35 @@ def _check_audience(campaign: Campaign, segments: dict[str, Filter]) -> Iterator
 
 def _check_account(settings: Settings, campaign: Campaign, i: int, step: Step) -> Iterator[Problem]:
     try:
-        if step.channel == "email":
-            settings.smtp_account(step.account)
-        else:
-            settings.x_account(step.account)
+        step.channel_class.account_for(settings, step.account)
     except ConfigurationError as exc:
         yield Problem(campaign.source, campaign.line(("steps", i, "account")), f"steps[{i}].account", str(exc))
 
 
 def _check_templates(settings: Settings, composer: Composer, campaign: Campaign, i: int, step: Step,
                      recipients: list[Subscriber], checked: set[str]) -> Iterator[Problem]:
+    channel = step.channel_class
     renderer = composer.renderer
     loc = ("steps", i, "template")
     field = f"steps[{i}].template"
     templates_dir = renderer.templates_dir
-    if step.channel == "email":
-        paths = email_paths(step.template)
-        required = [paths["subject"], paths["html"]]
-        names = required + ([paths["text"]] if renderer.exists(paths["text"]) else [])
-    else:
-        required = names = [tweet_path(step.template)]
+    files = channel.template_files(step.template)
+    required = [name for role, name in files.items() if role not in channel.optional_templates]
+    names = required + [name for role, name in files.items()
+                        if role in channel.optional_templates and renderer.exists(name)]
     missing = [n for n in required if not renderer.exists(n)]
     if missing:
-        folder = templates_dir / ("email" if step.channel == "email" else "x")
+        folder = templates_dir / channel.template_dir
         known = sorted(p.name if p.is_dir() else p.stem for p in folder.glob("*")) if folder.is_dir() else []
         close = difflib.get_close_matches(step.template, known, n=1)
         yield Problem(campaign.source, campaign.line(loc), field,
-                      f"unknown template {step.template!r}: {', '.join(_rel(templates_dir / m) for m in missing)} not found",
+                      f"unknown template {step.template!r}: "
+                      f"{', '.join(_rel(templates_dir / m) for m in missing)} not found",
                       f"did you mean {close[0]!r}?" if close else f"create {_rel(templates_dir / missing[0])}")
         return
 
     # static pass: syntax and variables, for the template and everything it extends/includes
-    allowed = {"campaign", "step", "organization"} | ({"subscriber", "links"} if step.channel == "email" else set())
+    allowed = set(channel.context_names())
     closure = _closure(renderer, names)
     # A partial may use what its includer `{% set %}`s before including it.
     assigned = {n.name for name in closure for n in _parse(renderer, name).find_all(nodes.Name)
@@ -131,28 +134,26 @@ def _check_templates(settings: Settings, composer: Composer, campaign: Campaign,
             yield Problem(display, exc.lineno, None, f"template syntax error: {exc.message}",
                           "check the {{ }} and {% %} tags on this line")
             continue
-        for lineno, message, hint in _variable_problems(ast, allowed, assigned, campaign, settings, step):
+        for lineno, message, hint in _variable_problems(ast, allowed, assigned, campaign, settings, channel):
             broken = True
             yield Problem(display, lineno, None, message, hint)
     if broken:
         return
 
-    # dynamic pass: compose for each sample recipient exactly as the sender would; this
-    # catches lookups that fail only for some data (a country with no entry, say)
+    # dynamic pass: compose for each sample recipient exactly as the sender would, and check
+    # each payload as the channel will; this catches lookups that fail only for some data (a
+    # country with no entry, say) and texts too long as the provider counts them
+    current: str | None = None
     try:
-        if step.channel == "email":
-            for recipient in recipients:
-                current = recipient.email
-                composer.email(campaign, step, recipient)
-        else:
-            current = None
-            for n, part in enumerate(composer.tweet(campaign, step).parts, 1):
-                weighted = parse_tweet(part).weightedLength
-                if weighted > TWEET_LIMIT:
-                    yield Problem(_rel(templates_dir / tweet_path(step.template)), None, field,
-                                  f"tweet {n} is {weighted} characters as X counts them (limit {TWEET_LIMIT}; "
-                                  "links count 23, CJK/Hangul 2)",
-                                  "shorten it or split it into a thread with a line holding only ---")
+        for recipient in (recipients if channel.per_recipient else [None]):
+            current = recipient.email if recipient is not None else None
+            payload = channel.compose(composer, campaign, step, recipient)
+            try:
+                channel.validate(payload)
+            except PermanentError as exc:
+                who = f" (for sample subscriber {current})" if current else ""
+                yield Problem(_rel(templates_dir / names[-1]), None, field, f"{exc}{who}", exc.context.get("hint"))
+                break
     except TemplateRenderError as exc:
         who = f" (rendering for sample subscriber {current})" if current else ""
         yield Problem(_rel(Path(exc.context.get("file") or templates_dir)), exc.context.get("line"), None,
@@ -182,7 +183,7 @@ def _parse(renderer: Renderer, name: str) -> nodes.Template:
 
 
 def _variable_problems(ast: nodes.Template, allowed: set[str], assigned: set[str], campaign: Campaign,
-                       settings: Settings, step: Step) -> Iterator[tuple[int, str, str | None]]:
+                       settings: Settings, channel: type[Channel]) -> Iterator[tuple[int, str, str | None]]:
     undeclared = meta.find_undeclared_variables(ast) - assigned
     # `x | default(...)` and `x is defined` are the template saying "x is optional"
     guarded = {id(n.node) for n in ast.find_all((nodes.Filter, nodes.Test))
@@ -191,9 +192,9 @@ def _variable_problems(ast: nodes.Template, allowed: set[str], assigned: set[str
         if id(node) in guarded:
             continue
         if node.ctx == "load" and node.name in undeclared and node.name not in allowed:
-            if node.name in ("subscriber", "links") and step.channel == "x":
-                yield (node.lineno, f"{node.name!r} is not available in a tweet",
-                       "a tweet is posted once from the account, not per subscriber")
+            if node.name in RECIPIENT_CONTEXT and not channel.per_recipient:
+                yield (node.lineno, f"{node.name!r} is not available in a {channel.noun}",
+                       f"a {channel.noun} is sent once from the account, not per subscriber")
             else:
                 close = difflib.get_close_matches(node.name, sorted(allowed), n=1)
                 yield (node.lineno, f"variable {node.name!r} is not provided by the subscriber or the campaign",
@@ -202,7 +203,8 @@ def _variable_problems(ast: nodes.Template, allowed: set[str], assigned: set[str
     attrs = set(settings.subscribers.attributes)
     fields = {
         ("subscriber",): (TEMPLATE_FIELDS, "subscriber fields"),
-        ("subscriber", "attrs"): (attrs, "custom attributes declared under subscribers.attributes in config/outreach.yaml"),
+        ("subscriber", "attrs"): (attrs, "custom attributes declared under subscribers.attributes in "
+                                         "config/outreach.yaml"),
         ("campaign",): (CAMPAIGN_FIELDS, "campaign fields"),
         ("campaign", "data"): (set(campaign.data), f"keys of data/data_files in {campaign.source}"),
         ("links",): (LINK_FIELDS, "links"),

@@ -1,8 +1,10 @@
-"""A channel that sends nothing and remembers everything: for tests, dry runs and the demo.
+"""A channel that sends nothing and remembers everything: for tests, dry runs and the demo's
+X sandbox.
 
-Emails are still assembled with outreach.channels.smtp.mime (so a dry run catches what a real send would
-refuse) and posts are still length-checked the way X counts. What was "sent" is kept in
-`sent`, and optionally appended as JSON lines to a file and written as .eml files, so other
+It stands in for a real channel class (`imitates`, email by default) and checks payloads with
+that class's own `validate`, so what the fake accepts the real channel would too; emails
+are still assembled with the SMTP channel's MIME builder. What was "sent" is kept in `sent`,
+and optionally appended as JSON lines to a file and written as .eml files, so other
 processes (a demo worker, a test) can inspect it.
 """
 from __future__ import annotations
@@ -18,10 +20,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import PermanentError
-from .smtp.mime import build_email, make_message_id
+from ..settings import Limit
 from .base import Channel, OutgoingEmail, OutgoingTweet, SendResult
-from .x import MAX_WEIGHTED_LENGTH, tweet_length
+from .smtp.mime import build_email, make_message_id
 
 __all__ = ["FakeChannel", "FakeSend"]
 
@@ -39,12 +40,13 @@ class FakeSend:
 class FakeChannel(Channel):
     name = "fake"
     payload_type = (OutgoingEmail, OutgoingTweet)
-    supports_html = True
-    idempotent = True
+    idempotent = True  # nothing leaves: sending again is harmless
 
-    def __init__(self, account: Any = None, *, record_path: str | os.PathLike | None = None,
-                 eml_dir: str | os.PathLike | None = None, from_: str = "outreach <outreach@localhost>") -> None:
+    def __init__(self, account: Any = None, *, imitates: type[Channel] | None = None,
+                 record_path: str | os.PathLike[str] | None = None, eml_dir: str | os.PathLike[str] | None = None,
+                 from_: str = "outreach <outreach@localhost>") -> None:
         self.account = account
+        self.imitates = imitates
         self.from_ = getattr(account, "from_", None) or from_
         self.reply_to = getattr(account, "reply_to", None)
         self.domain = self.from_.rpartition("@")[2].rstrip(">").strip() or "localhost"
@@ -55,26 +57,39 @@ class FakeChannel(Channel):
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
+    @property
+    def limits(self) -> list[Limit]:
+        configured = getattr(self.account, "limits", None)
+        return list(configured or (self.imitates.default_limits if self.imitates else ()))
+
+    @property
+    def limit_key(self) -> str:
+        # the limiter key the real channel would use: a sandbox shares the account's limits
+        kind = self.imitates.name if self.imitates else self.name
+        return f"{kind}:{getattr(self.account, 'name', '') or 'default'}"
+
     def fail_next(self, count: int, error: ErrorFactory) -> None:
         """Make the next `count` sends raise `error`: an exception instance (raised each
         time) or a zero-argument factory such as `lambda: RateLimited("slow", 30)`."""
         with self._lock:
             self._failures.extend([error] * count)
 
-    def validate(self, payload: Any) -> None:
-        super().validate(payload)
-        if isinstance(payload, OutgoingTweet):
-            for part in payload.parts:
-                if tweet_length(part) > MAX_WEIGHTED_LENGTH:
-                    raise PermanentError(f"post is {tweet_length(part)} characters as X counts them; "
-                                         f"the limit is {MAX_WEIGHTED_LENGTH}")
-
     def build(self, payload: OutgoingEmail | OutgoingTweet) -> tuple[Any, bytes | None]:
+        # what the real channel would refuse, the fake refuses too (send runs validate first,
+        # with the fake's own, payload-type-only checks)
+        self._real(payload).validate(payload)
         if isinstance(payload, OutgoingEmail):
             if payload.message_id is None:
                 payload = replace(payload, message_id=make_message_id(self.domain))
             return payload, build_email(payload, self.from_, self.reply_to, self.domain)
         return payload, None
+
+    def _real(self, payload: Any) -> type[Channel]:
+        if self.imitates is not None:
+            return self.imitates
+        from . import CHANNELS  # the registry imports this module
+
+        return next((c for c in CHANNELS.values() if isinstance(payload, c.payload_type)), Channel)
 
     def transmit(self, built: tuple[Any, bytes | None]) -> FakeSend:
         payload, data = built
@@ -87,7 +102,7 @@ class FakeChannel(Channel):
                 progress = tuple(payload.posted_ids) + tuple(new)
                 record = FakeSend(progress[0], payload, progress, None)
             else:
-                record = FakeSend(payload.message_id, payload, (), data)
+                record = FakeSend(payload.message_id or "", payload, (), data)
             self.sent.append(record)
             self._persist(record)
         return record
@@ -102,7 +117,7 @@ class FakeChannel(Channel):
             name = "".join(c if c.isalnum() or c in "-_." else "_" for c in record.provider_id.strip("<>"))
             (self.eml_dir / f"{name}.eml").write_bytes(record.data)
         if self.record_path is not None:
-            line = {"time": time.time(), "pid": os.getpid(), "provider_id": record.provider_id}
+            line: dict[str, Any] = {"time": time.time(), "pid": os.getpid(), "provider_id": record.provider_id}
             if isinstance(p, OutgoingEmail):
                 line.update(kind="email", to=p.to_addr, name=p.to_name, subject=p.subject,
                             headers=dict(p.headers))

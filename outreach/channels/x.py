@@ -1,5 +1,9 @@
 """Posts and threads on X through tweepy's v2 Client.
 
+A step of this channel is one post (or a thread: parts separated by a line holding only
+`---`) made from the account, not one per recipient: `templates/x/NAME.txt`, with no
+`subscriber` or `links`. Length is checked the way X counts it (URLs 23, CJK/Hangul 2).
+
 tweepy hard-codes its API host, sleeps inside the worker when `wait_on_rate_limit` is on,
 and hides response headers unless `return_type=requests.Response`. XClient sends every
 request to `XAccount.api_base` (so tests and the demo can use a local stand-in) with a
@@ -8,22 +12,37 @@ provider's reset time and the dispatcher reschedules.
 """
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
 import tweepy
 from twitter_text import parse_tweet
 
-from ..errors import (ChannelConfigurationError, DeliveryError, DuplicateContent, PermanentError, RateLimited,
-                      TransientError)
+from ..errors import (
+    ChannelConfigurationError,
+    DeliveryError,
+    DuplicateContent,
+    OutcomeUnknown,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
 from ..settings import Limit, XAccount, account_env_name
 from .base import Channel, OutgoingTweet, SendResult
+
+if TYPE_CHECKING:
+    from ..authoring.campaigns import Campaign, Step
+    from ..content.compose import Composer
+    from ..models import Subscriber
 
 __all__ = ["XChannel", "XClient", "tweet_length", "MAX_WEIGHTED_LENGTH"]
 
 MAX_WEIGHTED_LENGTH = 280
+THREAD_SEPARATOR = re.compile(r"^---[ \t]*$", re.MULTILINE)
 DEFAULT_RETRY_SECONDS = 15 * 60  # a 429 without a reset header: X's window is 15 minutes
 _CONFIG_403 = ("permission", "not configured", "client-not-enrolled", "client forbidden",
                "unsupported authentication", "suspended", "locked")
@@ -61,11 +80,20 @@ class XClient(tweepy.Client):
         self.session = _ApiSession(api_base, timeout)
 
 
+def split_thread(text: str) -> tuple[str, ...]:
+    """The parts of a thread: the text between lines holding only `---`."""
+    return tuple(part.strip() for part in THREAD_SEPARATOR.split(text) if part.strip())
+
+
 class XChannel(Channel):
     name = "x"
+    noun = "tweet"
+    queue = "social"
+    per_recipient = False
+    template_dir = "x"
     payload_type = OutgoingTweet
     max_length = MAX_WEIGHTED_LENGTH
-    supports_html = False
+    length_hint = "shorten it or split it into a thread with a line holding only ---"
     default_limits = (Limit.parse("100/15m"), Limit.parse("2400/24h"))
     idempotent = False  # X refuses an identical repost (403), but a thread part would be lost
 
@@ -76,7 +104,36 @@ class XChannel(Channel):
         self._user_auth = True
         self._env = f"OUTREACH_X_{account_env_name(account.name or 'NAME')}_"
 
+    # --- what a step of this channel is ------------------------------------------------
+
+    @classmethod
+    def template_files(cls, template: str) -> dict[str, str]:
+        return {"text": f"x/{template}.txt"}
+
+    @classmethod
+    def compose(cls, composer: Composer, campaign: Campaign, step: Step, subscriber: Subscriber | None,
+                progress: Mapping[str, Any] | None = None) -> OutgoingTweet:
+        (text,) = composer.render(campaign, step, [cls.template_files(step.template)["text"]])
+        posted = tuple((progress or {}).get("posted_ids", ()))
+        return OutgoingTweet(parts=split_thread(text), posted_ids=posted)
+
+    @classmethod
+    def broadcast_recipient(cls, account: XAccount) -> str:
+        return account.handle
+
+    @classmethod
+    def usable(cls, account: XAccount) -> bool:
+        return account.has_credentials
+
     # --- capabilities -----------------------------------------------------------------
+
+    @classmethod
+    def display_name(cls) -> str:
+        return "X"
+
+    @classmethod
+    def counting_note(cls) -> str:
+        return "; links count 23, CJK/Hangul 2"
 
     @classmethod
     def measure(cls, text: str) -> int:
@@ -86,7 +143,8 @@ class XChannel(Channel):
     def texts(cls, payload: OutgoingTweet) -> tuple[str, ...]:
         return tuple(payload.parts)
 
-    def validate(self, payload: OutgoingTweet) -> None:
+    @classmethod
+    def validate(cls, payload: OutgoingTweet) -> None:
         super().validate(payload)
         if not payload.parts or any(not p.strip() for p in payload.parts):
             raise PermanentError("a post (and every part of a thread) needs text")
@@ -114,9 +172,9 @@ class XChannel(Channel):
             try:
                 tweet_id = str(response.json()["data"]["id"])
             except (ValueError, KeyError, TypeError):  # requests' JSONDecodeError is a ValueError
-                # 2xx without an id: it may exist; a blind retry could post twice
-                raise PermanentError(f"X accepted part {index + 1} but returned no post id",
-                                     posted_ids=tuple(posted), part=index, outcome_unknown=True) from None
+                # 2xx without an id: the post may exist; a blind retry could post it twice
+                raise OutcomeUnknown(f"X accepted part {index + 1} but returned no post id",
+                                     posted_ids=tuple(posted), part=index) from None
             posted.append(tweet_id)
             hint = _limit_hint(response.headers) or hint
         return posted, hint
@@ -124,6 +182,21 @@ class XChannel(Channel):
     def parse(self, thread: OutgoingTweet, response: tuple[list[str], tuple[int, float] | None]) -> SendResult:
         posted, hint = response
         return SendResult(provider_id=posted[0], progress=tuple(posted), limit_hint=hint)
+
+    # --- for people -------------------------------------------------------------------
+
+    def describe(self, payload: OutgoingTweet) -> str:
+        head = f"(@{self.account.handle})"
+        parts = [f"--- tweet {n}/{len(payload.parts)}: {tweet_length(part)}/{MAX_WEIGHTED_LENGTH} as X counts it "
+                 f"---\n{part}" for n, part in enumerate(payload.parts, 1)]
+        return "\n".join([head, *parts])
+
+    def preview_files(self, payload: OutgoingTweet) -> dict[str, bytes]:
+        return {".txt": (self.describe(payload) + "\n").encode("utf-8")}
+
+    def summary(self, payload: OutgoingTweet) -> str:
+        lengths = ", ".join(str(tweet_length(p)) for p in payload.parts)
+        return f"{len(payload.parts)} part(s); weighted length {lengths}"
 
     # --- client -----------------------------------------------------------------------
 
@@ -178,11 +251,10 @@ class XChannel(Channel):
             if isinstance(exc, tweepy.TwitterServerError):
                 return TransientError(f"X server error {status} posting {where}: {detail}", http_status=status, **ctx)
             return PermanentError(f"X refused {where}({status}): {detail}", http_status=status, **ctx)
-        if isinstance(exc, requests.ConnectionError):
+        if isinstance(exc, requests.ConnectionError):  # ConnectTimeout too: the request never left
             return TransientError(f"cannot reach X at {self.account.api_base}: {exc}", **ctx)
         if isinstance(exc, requests.Timeout):
-            return TransientError(f"X did not answer in {self.timeout}s; {where}may have been posted",
-                                  outcome_unknown=True, **ctx)
+            return OutcomeUnknown(f"X did not answer in {self.timeout}s; {where}may have been posted", **ctx)
         return TransientError(f"posting to X failed: {exc}", **ctx)
 
 

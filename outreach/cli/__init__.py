@@ -1,44 +1,162 @@
-"""The `outreach` command. Thin: each command loads settings once and calls a plain function."""
+"""The `outreach` command: one click group, commands grouped by the operator's nouns.
+
+    campaigns.py    validate, preview, audience
+    subscribers.py  subscribers import/export, suppress, unsuppress
+    runs.py         send, tick, status, resend-unknown
+    services.py     db upgrade, worker, beat, demo
+
+Commands are thin: each loads settings once (lazily, so `validate` can report a broken
+settings file as a problem) and calls plain functions. Every error a person can fix is
+turned into one line and an exit status here, in `Group.invoke`, the one error boundary:
+no traceback reaches a user from any command.
+"""
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from ..errors import OutreachError, ValidationFailed
 
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from celery import Celery
+
+    from ..delivery.runtime import Runtime
+    from ..settings import Settings
+
 
 class Context:
-    """Settings are loaded once, lazily, so `validate` can report a broken settings file
-    as a problem instead of failing before it starts."""
+    """What every command shares: the project, and its settings loaded once."""
 
-    def __init__(self, root: Path, config: Path | None, overrides: dict) -> None:
+    def __init__(self, root: Path, config: Path | None, overrides: dict[str, str | None],
+                 settings: Settings | None = None) -> None:
         self.root, self.config, self.overrides = root, config, overrides
-        self._settings = None
+        self._settings: Settings | None = settings
+
+    @classmethod
+    def of(cls, settings: Settings) -> Context:
+        """A context around settings already loaded (tests, embedding)."""
+        return cls(settings.root, None, {}, settings)
 
     @property
-    def settings(self):
+    def settings(self) -> Settings:
         if self._settings is None:
             from ..settings import load_settings
 
+            if not self.root.is_dir():
+                raise click.UsageError(f"--root {self.root}: no such directory")
             self._settings = load_settings(self.root, self.config, **self.overrides)
         return self._settings
 
+    @contextmanager
+    def engine(self, migrated: bool = True) -> Iterator[sa.Engine]:
+        """The database, checked to be at the latest schema unless `migrated` is False."""
+        from ..store import engine_for, require_current
+
+        engine = engine_for(self.settings)
+        try:
+            if migrated:
+                require_current(engine)
+            yield engine
+        finally:
+            engine.dispose()
+
+    def runtime(self) -> Runtime:
+        """A Runtime on a migrated database."""
+        from ..delivery.runtime import Runtime
+        from ..store import require_current
+
+        rt = Runtime(self.settings)
+        require_current(rt.engine)
+        return rt
+
+    def export(self) -> None:
+        """Worker processes find the project through OUTREACH_ROOT (they start from Celery),
+        and the command line's overrides through the environment."""
+        os.environ["OUTREACH_ROOT"] = str(self.root.resolve())
+        for key, value in self.overrides.items():
+            if value:
+                os.environ[f"OUTREACH_{key.upper()}"] = value
+
+    def celery(self) -> Celery:
+        """Our Celery app (broker: OUTREACH_BROKER_URL or redis_url) made current. Tasks are
+        `shared_task`s: without this, `send`/`tick` would publish to Celery's default broker
+        (amqp://localhost), where no worker of ours listens."""
+        from ..worker.app import make_app
+
+        self.export()
+        s = self.settings
+        app = make_app(os.environ.get("OUTREACH_BROKER_URL") or s.redis_url, s.dispatch.tick_seconds)
+        app.set_current()
+        return app
+
+
+def _fail(lines: list[str], code: int = 1) -> NoReturn:
+    for line in lines:
+        click.secho(f"error: {line}", fg="red", err=True)
+    sys.exit(code)
+
+
+def _redacted(url: str) -> str:
+    from ..store.db import display_url
+
+    try:
+        return display_url(url)
+    except Exception:
+        return "(the configured URL)"
+
+
+def explain(exc: BaseException, obj: Context | None) -> str | None:
+    """One line for an error a person can act on, or None for a bug (which then shows its
+    traceback: that is for us to fix)."""
+    import kombu.exceptions
+    import redis
+    import sqlalchemy as sa
+
+    settings = getattr(obj, "_settings", None)
+    if isinstance(exc, sa.exc.DBAPIError):  # OperationalError (unreachable), ProgrammingError (no table) ...
+        where = _redacted(settings.database_url) if settings else "the database"
+        first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+        if "no such table" in first or ("relation" in first and "does not exist" in first):
+            return f"the database {where} has no outreach tables: run `outreach db upgrade`"
+        return f"database {where}: {first} (check OUTREACH_DATABASE_URL and that the server is running)"
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                        kombu.exceptions.OperationalError)):
+        where = _redacted(settings.redis_url) if settings else "Redis"
+        return f"cannot reach Redis at {where}: {exc} (check OUTREACH_REDIS_URL and that Redis is running)"
+    if isinstance(exc, redis.exceptions.RedisError):
+        return f"Redis: {exc}"
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return None
+
 
 class Group(click.Group):
-    """Every OutreachError becomes a clear message and exit status 1, never a traceback."""
+    """The one error boundary of the CLI."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ValidationFailed as exc:
-            for problem in exc.problems:
-                click.secho(f"error: {problem}", fg="red", err=True)
-            sys.exit(1)
+            _fail([str(p) for p in exc.problems])
         except OutreachError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(1)
+            _fail([str(exc)])
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            line = explain(exc, ctx.obj)
+            if line is None:
+                raise
+            _fail([line])
 
 
 @click.group(cls=Group)
@@ -52,50 +170,16 @@ class Group(click.Group):
 def cli(ctx: click.Context, root: Path, config: Path | None, database_url: str | None,
         redis_url: str | None) -> None:
     """Campaigns as code: validate, preview and send email and X campaigns."""
-    ctx.obj = Context(root, config, {"database_url": database_url, "redis_url": redis_url})
-
-
-@cli.command()
-@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@click.pass_obj
-def validate(obj: Context, paths: tuple[Path, ...]) -> None:
-    """Check campaigns, templates and settings without sending anything."""
-    from ..authoring.validation import validate as run
-
-    report = run(obj.settings, list(paths) or None)
-    for problem in report.problems:
-        click.secho(f"error: {problem}", fg="red", err=True)
-    campaigns = report.campaigns.campaigns
-    if report.problems:
-        click.echo(f"{len(report.problems)} problem(s) found; nothing was sent.", err=True)
-        sys.exit(1)
-    steps = sum(len(c.steps) for c in campaigns.values())
-    click.echo(f"ok: {len(campaigns)} campaign(s), {steps} step(s) valid")
-
-
-@cli.command()
-@click.argument("campaign")
-@click.option("--step", "step_id", default=None, help="Step id (default: every step).")
-@click.option("--subscriber", "email", default=None, help="Render for this subscriber's data.")
-@click.option("--sample", is_flag=True, help="Render for a sample subscriber (the default).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write .eml/.html/.txt files here instead of printing.")
-@click.pass_obj
-def preview(obj: Context, campaign: str, step_id: str | None, email: str | None, sample: bool,
-            out: Path | None) -> None:
-    """Render exactly what would be sent."""
-    from ..delivery.preview import preview as run
-
-    if email and sample:
-        raise click.UsageError("give either --subscriber or --sample, not both")
-    run(obj.settings, campaign, step_id, email, out, click.echo)
+    if ctx.obj is None:  # a test may hand in a Context of its own
+        ctx.obj = Context(root, config, {"database_url": database_url, "redis_url": redis_url})
 
 
 def _register() -> None:
-    from . import run_cli, store_cli
+    from . import campaigns, runs, services, subscribers
 
-    store_cli.register(cli)
-    run_cli.register(cli)
+    for module in (campaigns, subscribers, runs, services):
+        for command in module.COMMANDS:
+            cli.add_command(command)
 
 
 _register()
@@ -103,3 +187,6 @@ _register()
 
 def main() -> None:
     cli(prog_name="outreach")
+
+
+__all__ = ["Context", "cli", "main"]

@@ -1,77 +1,89 @@
-"""Turn a campaign step and a recipient into the payload a channel sends.
+"""What every channel composes its payloads with: the sandboxed templates, each recipient's
+signed links, and the render cache. A channel's `compose` says which templates make its
+payload and what to do with the rendered text (channels/smtp/channel.py, channels/x.py).
 
-Used by preview and by the sender, so what a manager previews is exactly what is sent.
+Used by preview, validate, the dry run and the sender, so what a manager previews is
+exactly what is sent.
 """
 from __future__ import annotations
 
-from ..authoring.campaigns import Campaign, Step
-from ..channels.base import OutgoingEmail, OutgoingTweet
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+import html2text
+
+from ..models import Subscriber
+from ..settings import Settings
 from .links import Links, LinkSigner
 from .render_cache import LINK_FIELDS, Plan, RenderCache, plan_for
-from ..settings import Settings
-from ..models import Subscriber
-from .templating import RenderedEmail, Renderer, email_paths
+from .templating import Renderer
 
 
 class Composer:
-    def __init__(self, settings: Settings, signer: LinkSigner, renderer: Renderer | None = None) -> None:
+    """One per process and set of templates: the Runtime builds a new one whenever a file
+    under config/ or templates/ changes, so nothing stale is reused."""
+
+    def __init__(self, settings: Settings, signer: LinkSigner, renderer: Renderer | None = None, *,
+                 cache: bool = True) -> None:
         self.settings = settings
         self.signer = signer
         self.renderer = renderer or Renderer(settings.path(settings.templates_dir), settings.organization)
         self._attributes = tuple(settings.subscribers.attributes)
         self.cache = RenderCache()
-        self._plans: dict[str, Plan | None] = {}
+        self._use_cache = cache
+        self._plans: dict[tuple[str, ...], Plan | None] = {}
 
-    def _recipient(self, recipient: Subscriber) -> Subscriber:
-        # Declared custom attributes are always present (None when unknown), so a template
-        # can write `subscriber.attrs.chapter or "..."` without tripping StrictUndefined.
-        missing = [a for a in self._attributes if a not in recipient.attrs]
+    def exists(self, template: str) -> bool:
+        return self.renderer.exists(template)
+
+    def links(self, subscriber: Subscriber, campaign: Any, step: Any, mailto: str | None = None) -> Links:
+        return self.signer.links(subscriber.email, campaign.name, step.id, mailto)
+
+    def for_templates(self, subscriber: Subscriber) -> Subscriber:
+        """Declared custom attributes are always present (None when unknown), so a template
+        can write `subscriber.attrs.chapter or "..."` without tripping StrictUndefined."""
+        missing = [a for a in self._attributes if a not in subscriber.attrs]
         if not missing:
-            return recipient
-        attrs = dict(recipient.attrs)
-        attrs.update(dict.fromkeys(missing))
-        return recipient.replace(attrs=attrs)
+            return subscriber
+        return subscriber.replace(attrs={**subscriber.attrs, **dict.fromkeys(missing)})
 
-    def email(self, campaign: Campaign, step: Step, recipient: Subscriber) -> OutgoingEmail:
-        account = self.settings.smtp_account(step.account)
-        links = self.signer.links(recipient.email, campaign.name, step.id, account.unsubscribe_mailto)
-        rendered = self._render(campaign, step, self._recipient(recipient), links)
-        return OutgoingEmail(
-            to_addr=recipient.email,
-            to_name=recipient.name,
-            subject=rendered.subject,
-            html=rendered.html,
-            text=rendered.text,
-            list_unsubscribe_url=links.unsubscribe,
-            list_unsubscribe_mailto=links.unsubscribe_mailto,
-            headers={"X-Outreach-Campaign": f"{campaign.name}/{step.id}"},
-        )
+    def render(self, campaign: Any, step: Any, templates: Sequence[str], subscriber: Subscriber | None = None,
+               links: Links | None = None) -> tuple[str, ...]:
+        """The templates rendered for one recipient (or for nobody: a post), in order.
 
-    def _render(self, campaign: Campaign, step: Step, recipient: Subscriber, links: Links) -> RenderedEmail:
-        """Through the render cache when the templates allow it (see render_cache.py).
-
-        A Composer lives as long as the campaigns it was given: the Runtime builds a new one
-        whenever a file under config/ or templates/ changes, so nothing stale is reused."""
-        plan = self._plan(step.template)
+        Through the render cache when the templates allow it (see render_cache.py): the
+        rendering is made once per distinct value of the subscriber fields they read, with
+        placeholders for the links, which are put in afterwards."""
+        subscriber = self.for_templates(subscriber) if subscriber is not None else None
+        names = tuple(templates)
+        plan = self._plan(names) if subscriber is not None and links is not None else None
         if plan is None:
-            return self.renderer.email(step.template, self.renderer.context(campaign, step, recipient, links))
+            context = self.renderer.context(campaign, step, subscriber, links)
+            return tuple(self.renderer.render(name, context) for name in names)
+        assert subscriber is not None and links is not None
         real = links.__dict__
         marks = {f: (self.cache.placeholders[f] if real[f] is not None else None) for f in LINK_FIELDS}
-        key = (campaign.name, step.id, tuple(v is None for v in marks.values()), plan.key(recipient))
+        key = (campaign.name, step.id, names, tuple(v is None for v in marks.values()), plan.key(subscriber))
         cached = self.cache.get(key)
         if cached is None:
-            cached = self.cache.put(key, self.renderer.email(
-                step.template, self.renderer.context(campaign, step, recipient, Links(**marks))))
-        return self.cache.fill(cached, real)
+            context = self.renderer.context(campaign, step, subscriber, Links(**marks))
+            cached = self.cache.put(key, tuple(self.renderer.render(name, context) for name in names))
+        return self.cache.fill(cached, real, tuple(self.renderer.autoescapes(name) for name in names))
 
-    def _plan(self, template: str) -> Plan | None:
-        if template not in self._plans:
-            paths = email_paths(template)
-            # a text part derived with html2text is not cacheable (it rewrites URLs)
-            names = [paths["subject"], paths["html"], paths["text"]] if self.renderer.exists(paths["text"]) else None
-            self._plans[template] = plan_for(self.renderer, names) if names else None
-        return self._plans[template]
+    def html_to_text(self, html: str) -> str:
+        """A readable text part for an email whose template has none."""
+        return self._html2text.handle(html)
 
-    def tweet(self, campaign: Campaign, step: Step, posted_ids: tuple[str, ...] = ()) -> OutgoingTweet:
-        ctx = self.renderer.context(campaign, step, None, None)
-        return OutgoingTweet(parts=self.renderer.tweet(step.template, ctx), posted_ids=posted_ids)
+    @cached_property
+    def _html2text(self) -> html2text.HTML2Text:
+        h = html2text.HTML2Text()
+        h.body_width = 0  # the MIME layer wraps; html2text's wrapping breaks long URLs
+        h.inline_links = False
+        h.ignore_images = True
+        return h
+
+    def _plan(self, names: tuple[str, ...]) -> Plan | None:
+        if names not in self._plans:
+            self._plans[names] = plan_for(self.renderer, list(names)) if self._use_cache else None
+        return self._plans[names]

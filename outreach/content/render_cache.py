@@ -20,12 +20,13 @@ import sys
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from jinja2 import meta, nodes
 from markupsafe import escape
 
 from ..models import TEMPLATE_FIELDS, Subscriber
-from .templating import Renderer, RenderedEmail
+from .templating import Renderer
 
 LINK_FIELDS = ("unsubscribe", "view_in_browser", "unsubscribe_mailto")
 _NONDETERMINISTIC = frozenset({"random", "lipsum"})
@@ -110,7 +111,7 @@ class RenderCache:
     def __init__(self, max_bytes: int = 48 * 2**20) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._items: OrderedDict[tuple, tuple[tuple[_Pieces, _Pieces, _Pieces], int]] = OrderedDict()
+        self._items: OrderedDict[tuple[Any, ...], tuple[_Rendering, int]] = OrderedDict()
         # letters and digits only: unchanged by HTML escaping, never found in real content
         self.placeholders = {f: f"zq{secrets.token_hex(12)}{f.replace('_', '')}qz" for f in LINK_FIELDS}
         self._field_of = {mark: f for f, mark in self.placeholders.items()}
@@ -119,16 +120,17 @@ class RenderCache:
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, key: tuple) -> tuple[_Pieces, _Pieces, _Pieces] | None:
+    def get(self, key: tuple[Any, ...]) -> _Rendering | None:
         entry = self._items.get(key)
         if entry is None:
             return None
         self._items.move_to_end(key)
         return entry[0]
 
-    def put(self, key: tuple, rendered: RenderedEmail) -> tuple[_Pieces, _Pieces, _Pieces]:
-        """Keep `rendered` (made with placeholder links); return it in the form `fill` takes."""
-        item = (self._pieces(rendered.subject), self._pieces(rendered.html), self._pieces(rendered.text))
+    def put(self, key: tuple[Any, ...], rendered: tuple[str, ...]) -> _Rendering:
+        """Keep `rendered` (texts made with placeholder links); return it in the form `fill`
+        takes."""
+        item = tuple(self._pieces(text) for text in rendered)
         size = sum(sys.getsizeof(piece) for part in item for piece in part)
         old = self._items.pop(key, None)
         if old is not None:
@@ -139,13 +141,13 @@ class RenderCache:
             self.bytes -= self._items.popitem(last=False)[1][1]
         return item
 
-    def fill(self, item: tuple[_Pieces, _Pieces, _Pieces], links: dict[str, str | None]) -> RenderedEmail:
-        """The rendering with these links in: escaped as Jinja would in HTML, as is in text.
-        A placeholder is only ever in a rendering whose link was not None."""
+    def fill(self, item: _Rendering, links: dict[str, str | None], escapes: tuple[bool, ...]) -> tuple[str, ...]:
+        """The rendering with these links in: escaped as Jinja would where the template is
+        autoescaped (HTML), as is elsewhere. A placeholder is only ever in a rendering whose
+        link was not None."""
         plain = {f: v for f, v in links.items() if v is not None}
         escaped = {f: str(escape(v)) for f, v in plain.items()}
-        subject, html, text = item
-        return RenderedEmail(subject=_join(subject, plain), html=_join(html, escaped), text=_join(text, plain))
+        return tuple(_join(pieces, escaped if html else plain) for pieces, html in zip(item, escapes, strict=True))
 
     def _pieces(self, text: str) -> _Pieces:
         parts = self._split(text)
@@ -154,6 +156,7 @@ class RenderCache:
 
 
 _Pieces = tuple[str, ...]  # literal, link name, literal, link name, ..., literal
+_Rendering = tuple[_Pieces, ...]  # one per template
 
 
 def _join(pieces: _Pieces, values: dict[str, str]) -> str:

@@ -10,41 +10,24 @@ from __future__ import annotations
 import re
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import html2text
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, select_autoescape
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateNotFound,
+    select_autoescape,
+)
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import TemplateRenderError
 from ..models import TEMPLATE_FIELDS, Subscriber
 
-THREAD_SEPARATOR = re.compile(r"^---[ \t]*$", re.MULTILINE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
-
-@dataclass(frozen=True)
-class RenderedEmail:
-    subject: str
-    html: str
-    text: str
-
-
-def email_paths(name: str) -> dict[str, str]:
-    return {"subject": f"email/{name}/subject.txt", "html": f"email/{name}/body.html",
-            "text": f"email/{name}/body.txt"}
-
-
-def tweet_path(name: str) -> str:
-    return f"x/{name}.txt"
-
-
-def split_thread(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in THREAD_SEPARATOR.split(text) if part.strip())
 
 
 def one_line(text: str) -> str:
@@ -89,14 +72,6 @@ class Renderer:
         self.organization = organization
         self._exists: dict[str, bool] = {}
 
-    @cached_property
-    def _html2text(self) -> html2text.HTML2Text:
-        h = html2text.HTML2Text()
-        h.body_width = 0  # the MIME layer wraps; html2text's wrapping breaks long URLs
-        h.inline_links = False
-        h.ignore_images = True
-        return h
-
     def exists(self, name: str) -> bool:
         # remembered: asked once per message, and the loader reads the file each time
         # (templates do not change under a running Renderer: auto_reload is off)
@@ -109,6 +84,11 @@ class Renderer:
                 known = False
             self._exists[name] = known
         return known
+
+    def autoescapes(self, name: str) -> bool:
+        """Whether `name` renders with HTML autoescaping (by its extension)."""
+        auto = self.env.autoescape
+        return bool(auto(name) if callable(auto) else auto)
 
     def render(self, name: str, context: Mapping[str, Any]) -> str:
         try:
@@ -131,19 +111,6 @@ class Renderer:
     def _organization(self) -> Mapping[str, Any]:
         org = self.organization
         return MappingProxyType(org.model_dump() if hasattr(org, "model_dump") else dict(org or {}))
-
-    def email(self, template: str, context: Mapping[str, Any]) -> RenderedEmail:
-        paths = email_paths(template)
-        subject = one_line(self.render(paths["subject"], context))
-        html = self.render(paths["html"], context)
-        if self.exists(paths["text"]):
-            text = self.render(paths["text"], context)
-        else:
-            text = self._html2text.handle(html)
-        return RenderedEmail(subject=subject, html=html, text=text.strip() + "\n")
-
-    def tweet(self, template: str, context: Mapping[str, Any]) -> tuple[str, ...]:
-        return split_thread(self.render(tweet_path(template), context))
 
 
 def describe_template_error(exc: BaseException, fallback: str) -> tuple[str, int | None, str]:

@@ -8,21 +8,21 @@ same wall-clock time in their zone: see `local_due`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
 from ..authoring.campaigns import Campaign, Step, root_step
 
-UTC = timezone.utc
+UTC = UTC
 # The earliest wall clock on Earth (UTC+14) reaches a local time this long before UTC does,
 # and the latest (UTC-12) this long after: a local-time run must exist across that span.
 EARLIEST_OFFSET = timedelta(hours=14)
 LATEST_OFFSET = timedelta(hours=12)
 
 
-def _aware(wall: datetime, zone: ZoneInfo) -> datetime:
+def resolve_wall_time(wall: datetime, zone: ZoneInfo) -> datetime:
     """A wall time in `zone`, resolving DST gaps forward and folds to the first instant,
     the way people expect a 02:30 reminder on a change-over night to behave."""
     aware = wall.replace(tzinfo=zone, fold=0)
@@ -39,14 +39,14 @@ def _wall_times(step: Step, start: datetime, end: datetime) -> Iterator[datetime
     zone = sched.zone
     assert zone is not None
     if sched.at is not None:
-        at = _aware(sched.at, zone)
+        at = resolve_wall_time(sched.at, zone)
         if start < at.astimezone(UTC) <= end:
             yield sched.at
         return
     assert sched.cron is not None
     lower = start.astimezone(zone)
     if sched.start is not None:
-        lower = max(lower, _aware(sched.start, zone) - timedelta(seconds=1))
+        lower = max(lower, resolve_wall_time(sched.start, zone) - timedelta(seconds=1))
     it = croniter(sched.cron, lower)
     while True:
         nxt: datetime = it.get_next(datetime)
@@ -72,7 +72,7 @@ def occurrences(campaign: Campaign, step: Step, start: datetime, end: datetime) 
     lo, hi = start - delay + lead - LATEST_OFFSET - EARLIEST_OFFSET, end - delay + lead
     out = []
     for wall in _wall_times(anchor, lo, hi):
-        occ = _aware(wall, zone).astimezone(UTC) + delay
+        occ = resolve_wall_time(wall, zone).astimezone(UTC) + delay
         create_at = occ - lead
         if start < create_at <= end:
             out.append(occ)
@@ -99,7 +99,7 @@ def local_due(campaign: Campaign, step: Step, occurrence: datetime, recipient_zo
         zone = ZoneInfo(recipient_zone) if recipient_zone else sched_zone
     except (ValueError, KeyError):
         zone = sched_zone
-    return _aware(wall, zone).astimezone(UTC) + delay
+    return resolve_wall_time(wall, zone).astimezone(UTC) + delay
 
 
 def now_utc() -> datetime:

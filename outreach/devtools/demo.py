@@ -26,6 +26,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from ..channels import CHANNELS
 from ..models import ACTIVE_STATES
 from ..settings import Settings, account_env_name, load_settings
 
@@ -39,7 +40,7 @@ class Services:
     database_url: str
     smtp_port: int | None
     outbox: Path
-    x_sandbox: Path | None
+    sandbox: list[Path]  # where accounts that cannot send for real record what they would send
     notes: list[str]
 
 
@@ -73,9 +74,9 @@ def _fresh(var: Path, settings: Settings) -> None:
 
 
 def start_services(stack: ExitStack, settings: Settings, var: Path, console: Console) -> Services:
+    from ..store import engine_for, upgrade
     from .embedded_redis import EmbeddedRedis
     from .sink import SmtpSink
-    from ..store import engine_for, upgrade
 
     notes: list[str] = []
     if os.environ.get("OUTREACH_REDIS_URL"):
@@ -96,13 +97,17 @@ def start_services(stack: ExitStack, settings: Settings, var: Path, console: Con
     sink = stack.enter_context(SmtpSink(outbox / "email"))
     notes.append(f"SMTP: local sink on 127.0.0.1:{sink.port}, keeping every message in {outbox / 'email'}")
 
-    x_sandbox = None
-    if any(not a.has_credentials for a in settings.x.accounts.values()):
-        x_sandbox = outbox / "x"
-        x_sandbox.mkdir(parents=True, exist_ok=True)
-        notes.append(f"X: no credentials set, so posts go to the X SANDBOX ({x_sandbox / 'tweets.jsonl'}), "
-                     "not to X. Set OUTREACH_X_<ACCOUNT>_* in .env to post for real.")
-    return Services(redis_url, broker_url, database_url, sink.port, outbox, x_sandbox, notes)
+    sandbox = []
+    for cls in CHANNELS.values():
+        unusable = [name for name, a in settings.accounts(cls.name).items() if not cls.usable(a)]
+        if unusable:
+            record = cls.sandbox_record(outbox)
+            record.parent.mkdir(parents=True, exist_ok=True)
+            sandbox.append(record)
+            notes.append(f"{cls.display_name()}: no credentials for {', '.join(unusable)}, so {cls.noun}s go to the "
+                         f"SANDBOX ({record}), not to {cls.display_name()}. Set the account's credentials in .env "
+                         "(see .env.example) to send for real.")
+    return Services(redis_url, broker_url, database_url, sink.port, outbox, sandbox, notes)
 
 
 def child_env(settings: Settings, services: Services, secret: str) -> dict[str, str]:
@@ -120,8 +125,8 @@ def child_env(settings: Settings, services: Services, secret: str) -> dict[str, 
         env[f"OUTREACH__EMAIL__ACCOUNTS__{key}__HOST"] = "127.0.0.1"
         env[f"OUTREACH__EMAIL__ACCOUNTS__{key}__PORT"] = str(services.smtp_port)
         env[f"OUTREACH__EMAIL__ACCOUNTS__{key}__SECURITY"] = "none"
-    if services.x_sandbox:
-        env["OUTREACH_X_SANDBOX"] = str(services.x_sandbox)
+    if services.sandbox:
+        env["OUTREACH__SANDBOX_DIR"] = str(services.outbox)
     return env
 
 
@@ -145,9 +150,9 @@ def _spawn(stack: ExitStack, args: list[str], env: dict[str, str], log: Path) ->
 
 
 def _import_samples(settings: Settings, database_url: str, console: Console) -> None:
-    from ..subscribers.samples import sample_file
     from ..store import make_engine
     from ..subscribers.csvfile import import_csv
+    from ..subscribers.samples import sample_file
 
     path = sample_file(settings)
     engine = make_engine(database_url)
@@ -200,26 +205,24 @@ def _run(root: Path, settings: Settings, var: Path, secret: str, timeout: float,
 
 def _send_and_watch(settings: Settings, services: Services, worker: subprocess.Popen, timeout: float,
                     started: float, console: Console) -> int:
-    from ..delivery import dispatch
-    from .. import store
-    from ..worker.app import make_app
+    from .. import delivery, store
     from ..cli.progress import watch
     from ..delivery.runtime import Runtime
     from ..delivery.scheduling import now_utc
-    from .sandbox import runtime_options
+    from ..worker.app import make_app
 
     app = make_app(services.broker_url, settings.dispatch.tick_seconds)
     app.set_current()
     from ..worker.tasks import enqueue
 
-    rt = Runtime(settings, **runtime_options())
+    rt = Runtime(settings)
     now = now_utc().replace(microsecond=0)
     run_ids: list[int] = []
     already = 0
     for campaign in rt.campaigns().values():
         for step in campaign.steps:
             occurrence = next_occurrence(campaign, step, now)
-            run_id = dispatch.create_run_now(rt, campaign, step, now, occurrence=occurrence, due_at=now)
+            run_id = delivery.create_run_now(rt, campaign, step, now, occurrence=occurrence, due_at=now)
             if run_id is not None:
                 run_ids.append(run_id)
                 continue
@@ -233,7 +236,7 @@ def _send_and_watch(settings: Settings, services: Services, worker: subprocess.P
     if already:
         console.print(f"{already} step occurrence(s) were already sent by an earlier demo run: not sending "
                       "them again (use --fresh to start over)")
-    dispatch.dispatch_due(rt, enqueue, now)
+    delivery.dispatch_due(rt, enqueue, now)
     if run_ids:
         watch(rt, run_ids, console.print, timeout=timeout, console=console,
               stop=lambda: worker.poll() is not None)
@@ -246,11 +249,11 @@ def next_occurrence(campaign, step, now: datetime) -> datetime:
     """The occurrence the demo sends: the step's next one from now (a past one-off counts as
     its own time), so repeated demo runs map to the same run and never resend."""
     from ..authoring.campaigns import root_step
-    from ..delivery.scheduling import UTC, _aware, occurrences
+    from ..delivery.scheduling import UTC, occurrences, resolve_wall_time
 
     anchor, delay = root_step(campaign, step)
     if anchor.schedule.at is not None:
-        return _aware(anchor.schedule.at, anchor.schedule.zone).astimezone(UTC) + delay
+        return resolve_wall_time(anchor.schedule.at, anchor.schedule.zone).astimezone(UTC) + delay
     found = occurrences(campaign, step, now, now + timedelta(days=400))
     return found[0] if found else now
 
@@ -275,7 +278,7 @@ def summary(rt, services: Services, run_ids: list[int], elapsed: float, console:
     console.print(table)
     emails = len(list((services.outbox / "email").glob("*.eml")))
     console.print(f"Outbox: {emails} email(s) in {services.outbox / 'email'}"
-                  + (f"; X sandbox posts in {services.x_sandbox / 'tweets.jsonl'}" if services.x_sandbox else ""))
+                  + "".join(f"; sandbox: {path}" for path in services.sandbox))
     console.print(f"Done in {elapsed:.1f} s. Open any .eml in a mail client; run again to see that nothing is resent.")
     (services.outbox / "summary.json").write_text(json.dumps(
         {"runs": run_ids, "sent": totals["sent"], "emails_in_outbox": emails, "problems": problems}, indent=2))

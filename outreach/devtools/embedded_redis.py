@@ -130,7 +130,7 @@ class EmbeddedRedis:
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> "EmbeddedRedis":
+    def start(self) -> EmbeddedRedis:
         if self.running:
             return self
         if len(os.fsencode(str(self.socket_path))) > _MAX_SOCKET_PATH:
@@ -172,7 +172,7 @@ class EmbeddedRedis:
         except FileNotFoundError:
             pass
 
-    def __enter__(self) -> "EmbeddedRedis":
+    def __enter__(self) -> EmbeddedRedis:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -19,7 +19,7 @@ import re
 import signal
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -56,7 +56,7 @@ class _Handler:
     def _save(self, recipient: str, data: bytes) -> Path:
         with self._lock:
             number = next(self._counter)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         name = f"{stamp}-{number:06d}-{_safe_name(recipient)}.eml"
         final = self.outbox / name
         tmp = self.outbox / f".{name}.tmp"
@@ -100,7 +100,7 @@ class SmtpSink:
     def running(self) -> bool:
         return self._controller is not None
 
-    def start(self) -> "SmtpSink":
+    def start(self) -> SmtpSink:
         if self._controller is not None:
             return self
         self.outbox.mkdir(parents=True, exist_ok=True)
@@ -126,7 +126,7 @@ class SmtpSink:
         """Every .eml in the outbox (also those of earlier runs), oldest first."""
         return sorted(self.outbox.glob("*.eml"))
 
-    def __enter__(self) -> "SmtpSink":
+    def __enter__(self) -> SmtpSink:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -4,18 +4,58 @@ checked, and what a row means is in outreach.models."""
 from __future__ import annotations
 
 from .db import display_url, engine_for, make_engine, normalize_url
-from .ledger import (add_delivery, cancel_run, claim, create_run, defer, delivery_events_of, due_deliveries,
-                     find_run, finish_run_if_done, get_delivery, get_run, mark_queued, mark_run_planned,
-                     plan_deliveries, record_event, record_failed, record_progress, record_retry, record_sent,
-                     record_sent_many, record_skipped, record_unknown, requeue_unknown, run_progress,
-                     set_run_status)
+from .ledger import (
+                     add_delivery,
+                     cancel_run,
+                     claim,
+                     create_run,
+                     defer,
+                     delivery_events_of,
+                     due_deliveries,
+                     find_run,
+                     finish_run_if_done,
+                     get_delivery,
+                     get_run,
+                     mark_queued,
+                     mark_run_planned,
+                     plan_deliveries,
+                     record_event,
+                     record_failed,
+                     record_progress,
+                     record_retry,
+                     record_sent,
+                     record_sent_many,
+                     record_skipped,
+                     record_unknown,
+                     requeue_unknown,
+                     run_progress,
+                     set_run_status,
+)
 from .migrations import current_revision, head_revision, require_current, upgrade
+
 # Table objects live in `outreach.store.schema` (not re-exported: `subscribers` and
 # `suppressions` are also the names of modules of this package).
 from .schema import metadata, utcnow
-from .subscribers import (ImportResult, Loaded, add_subscriber, attribute_names, find_subscriber, get_subscriber,
-                          get_tags, iter_subscribers, load_for_sending, set_status, upsert)
-from .suppressions import is_suppressed, suppress, suppressed_among, suppression_key, unsuppress
+from .subscribers import (
+                     ImportResult,
+                     Loaded,
+                     add_subscriber,
+                     attribute_names,
+                     find_subscriber,
+                     get_subscriber,
+                     get_tags,
+                     iter_subscribers,
+                     load_for_sending,
+                     set_status,
+                     upsert,
+)
+from .suppressions import (
+                     is_suppressed,
+                     suppress,
+                     suppressed_among,
+                     suppression_key,
+                     unsuppress,
+)
 
 __all__ = [
     # engines and schema

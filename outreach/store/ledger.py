@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 
-from .db import dialect_insert, immediate
 from ..models import ACTIVE_STATES, DeliveryState, EventKind, RunStatus
+from .db import dialect_insert, immediate
 from .schema import UTCDateTime, deliveries, delivery_events, runs, utcnow
 
 Bind = Engine | sa.Connection
@@ -47,7 +47,7 @@ def _tx(bind: Bind, fn: Callable[[sa.Connection], Any]) -> Any:
 
 
 def _ids(ids: Iterable[int]) -> list[int]:
-    return sorted(set(int(i) for i in ids))
+    return sorted({int(i) for i in ids})
 
 
 _ID_ARRAY = postgresql.ARRAY(sa.BigInteger)
@@ -154,7 +154,7 @@ def run_progress(bind: Bind, run_id: int) -> dict[str, int]:
     ones whose outcome nobody knows: shown to operators, never silently dropped."""
     stmt = sa.select(_d.c.state, sa.func.count()).where(_d.c.run_id == run_id).group_by(_d.c.state)
     counts = dict.fromkeys(DeliveryState, 0)
-    counts.update({state: n for state, n in _tx(bind, lambda conn: conn.execute(stmt).all())})
+    counts.update(dict(_tx(bind, lambda conn: conn.execute(stmt).all())))
     return counts
 
 
@@ -433,7 +433,8 @@ def record_unknown(bind: Bind, delivery_id: int, error: str) -> bool:
     request timed out): `unknown`, like a send whose worker died. Never resent by itself,
     since a resend could be a duplicate; an operator may requeue it (`requeue_unknown`)."""
     return _outcome(bind, delivery_id, (DeliveryState.SENDING,),
-                    {"state": DeliveryState.UNKNOWN, "leased_until": None, "last_error": error}, EventKind.UNKNOWN, error)
+                    {"state": DeliveryState.UNKNOWN, "leased_until": None, "last_error": error},
+                    EventKind.UNKNOWN, error)
 
 
 def defer(bind: Bind, rows: Sequence[tuple[int, int]], next_due_at: datetime, reason: str) -> None:

@@ -13,9 +13,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from ..subscribers.fields import normalize_email
 from .db import dialect_insert
 from .schema import suppressions, utcnow
-from ..subscribers.fields import normalize_email
 
 Bind = Engine | sa.Connection
 

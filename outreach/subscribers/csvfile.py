@@ -23,14 +23,16 @@ import csv
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, TextIO
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from ..errors import DataError
 from ..models import CSV_COLUMNS, Subscriber, SubscriberStatus
-from ..store import subscribers as stored
 from .fields import make_subscriber
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from ..store.subscribers import ImportResult
 
 MAX_RECORD_LINES = 50  # an unclosed quote is reported after this many lines, not the whole file
 DEFAULT_IMPORT_STATUS = SubscriberStatus.CONFIRMED
@@ -176,7 +178,7 @@ def read_csv(stream: BinaryIO, filename: str,
 
 def import_csv(bind: sa.Engine | sa.Connection, stream: BinaryIO, filename: str,
                report: Callable[[str], None] = lambda _: None,
-               default_status: SubscriberStatus = DEFAULT_IMPORT_STATUS) -> stored.ImportResult:
+               default_status: SubscriberStatus = DEFAULT_IMPORT_STATUS) -> ImportResult:
     """Stream a subscriber CSV (opened in binary) into the store; see the module docstring."""
     skipped = 0
 
@@ -184,6 +186,8 @@ def import_csv(bind: sa.Engine | sa.Connection, stream: BinaryIO, filename: str,
         nonlocal skipped
         skipped += 1
         report(line)
+
+    from ..store import subscribers as stored  # reading a file (samples, validate) needs no database
 
     result = stored.upsert(bind, read_csv(stream, filename, counting), default_status=default_status)
     result.skipped = skipped
@@ -195,6 +199,8 @@ def import_csv(bind: sa.Engine | sa.Connection, stream: BinaryIO, filename: str,
 def export_csv(engine: sa.Engine, out: TextIO, attributes: list[str] | None = None) -> int:
     """Write every subscriber as CSV in the import format (re-importable); return the count.
     Streams: rows are fetched and written a batch at a time."""
+    from ..store import subscribers as stored
+
     attrs = [a for a in (stored.attribute_names(engine) if attributes is None else attributes)
              if a.lower() not in CSV_COLUMNS]
     writer = csv.writer(out, lineterminator="\n")

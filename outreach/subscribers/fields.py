@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
-from functools import lru_cache
+from datetime import UTC, datetime
+from functools import cache, lru_cache
 from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -52,7 +52,7 @@ def normalize_email(address: str) -> str:
         raise DataError(f"invalid email address {text!r}: {exc}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _country_ok(code: str) -> bool:
     return pycountry.countries.get(alpha_2=code) is not None
 
@@ -64,7 +64,7 @@ def normalize_country(code: str) -> str:
     return value
 
 
-@lru_cache(maxsize=None)
+@cache
 def _zone_ok(name: str) -> bool:
     try:
         ZoneInfo(name)
@@ -101,7 +101,7 @@ def parse_timestamp(text: str) -> datetime:
     except ValueError:
         raise DataError(f"invalid date {text!r}; use ISO 8601 such as 2024-05-01 or "
                         "2024-05-01T09:30:00+02:00") from None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _tags(text: str) -> tuple[str, ...]:

@@ -1,6 +1,6 @@
 """The Celery application: broker on Redis, three queues, one periodic tick.
 
-Celery stays at the edge. Tasks are thin wrappers over dispatch.py. Celery's own
+Celery stays at the edge. Tasks are thin wrappers over outreach.delivery. Celery's own
 `rate_limit` is per worker and is not used for provider limits (see ratelimit.py), and
 no task carries a long countdown/ETA: on Redis those are redelivered after the
 visibility timeout, so future work waits in the database as `due_at`.
@@ -12,8 +12,11 @@ import os
 from celery import Celery
 from kombu import Exchange, Queue
 
-QUEUES = ("control", "email", "social")
-CHANNEL_QUEUE = {"email": "email", "x": "social", "fake": "email"}
+from ..channels import CHANNELS
+
+# `control` carries the ticks; each channel's batches travel on the queue it names, so a slow
+# or rate-limited channel never holds up another.
+QUEUES = ("control", *sorted({cls.queue for cls in CHANNELS.values()}))
 
 
 def make_app(broker_url: str | None = None, tick_seconds: float | None = None) -> Celery:

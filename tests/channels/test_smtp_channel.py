@@ -9,21 +9,25 @@ import types
 import pytest
 
 from outreach.channels import OutgoingEmail, SmtpChannel, get_channel
-
+from outreach.errors import (
+    ChannelConfigurationError,
+    PermanentError,
+    RateLimited,
+    RecipientRejected,
+    TransientError,
+)
 from tests.channels.conftest import SmtpSink, _start
-from outreach.errors import (ChannelConfigurationError, PermanentError, RateLimited, RecipientRejected,
-                             TransientError)
 
 # aiosmtpd warns that the auth server allows AUTH without TLS; loopback tests want exactly that
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
 
 def letter(to: str = "ana@example.net", name: str | None = "Ana Lima", **kw) -> OutgoingEmail:
-    values = dict(to_addr=to, to_name=name, subject="Mid-year recap",
-                  text="Thank you for standing with us.\n\nRead the recap online.",
-                  html="<p>Thank you for standing with us.</p><p>Read the recap online.</p>",
-                  list_unsubscribe_url="https://rights.example.org/u/abc123?sig=xyz",
-                  list_unsubscribe_mailto="unsub@example.org", headers={"X-Campaign": "recap-2025"})
+    values = {"to_addr": to, "to_name": name, "subject": "Mid-year recap",
+                  "text": "Thank you for standing with us.\n\nRead the recap online.",
+                  "html": "<p>Thank you for standing with us.</p><p>Read the recap online.</p>",
+                  "list_unsubscribe_url": "https://rights.example.org/u/abc123?sig=xyz",
+                  "list_unsubscribe_mailto": "unsub@example.org", "headers": {"X-Campaign": "recap-2025"}}
     values.update(kw)
     return OutgoingEmail(**values)
 
@@ -256,7 +260,7 @@ def test_unreachable_server_is_transient(smtp_account):
 def test_registry_builds_the_smtp_channel(smtp_server, smtp_account):
     _, controller = smtp_server
     channel = get_channel("email", smtp_account(controller))
-    assert isinstance(channel, SmtpChannel) and channel.supports_html and channel.limit_key == "email:news"
+    assert isinstance(channel, SmtpChannel) and channel.per_recipient and channel.limit_key == "email:news"
     with pytest.raises(ChannelConfigurationError):
         get_channel("carrier-pigeon", None)
 
@@ -268,11 +272,12 @@ def test_pipelining_server_gets_mail_rcpt_data_in_one_write(smtp_account, monkey
     controller = _start(sink)
     try:
         channel = SmtpChannel(smtp_account(controller))
-        conn = channel._connection()
+        conn = channel._connection.current()
         conn.ehlo_or_helo_if_needed()
         writes: list[bytes] = []
         real_send = conn.send
-        monkeypatch.setattr(conn, "send", lambda data: (writes.append(data if isinstance(data, bytes) else data.encode()), real_send(data))[1])
+        monkeypatch.setattr(conn, "send", lambda data: (
+            writes.append(data if isinstance(data, bytes) else data.encode()), real_send(data))[1])
         # when a message whose text has a line starting with a dot is sent
         channel.send(OutgoingEmail(to_addr="ana@example.org", to_name="Ana", subject="Hi", html="<p>x</p>",
                                    text="see below\n.signature"))

@@ -14,7 +14,6 @@ from aiosmtpd.controller import Controller
 
 from outreach.channels import SendResult, SmtpChannel
 from outreach.errors import ChannelConfigurationError
-
 from tests.channels.conftest import SmtpSink, _start
 from tests.channels.test_smtp_channel import letter
 

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
 from outreach.store import add_subscriber
 from outreach.subscribers.csvfile import import_csv
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def csv_import(engine: sa.Engine, text: str | bytes, name: str = "subs.csv") -> tuple[object, list[str]]:

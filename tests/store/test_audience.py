@@ -7,10 +7,9 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from outreach.authoring.audience import Audience, Filter, TagFilter, load_segments
-from outreach.store.audience import audience_count, audience_select
 from outreach.errors import ConfigurationError, ValidationFailed
 from outreach.store import set_status, suppress, unsuppress
-
+from outreach.store.audience import audience_count, audience_select
 from tests.store.helpers import people
 
 REPO_SEGMENTS = Path(__file__).resolve().parents[2] / "config" / "segments.yaml"

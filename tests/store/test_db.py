@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -9,11 +9,25 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from outreach.errors import ConfigurationError
-from outreach.store import current_revision, head_revision, make_engine, metadata, normalize_url, upgrade
-from outreach.store import require_current
-from outreach.models import CSV_COLUMNS, TEMPLATE_FIELDS, DeliveryState, RunStatus, Subscriber, SubscriberStatus
-from outreach.store.schema import deliveries, runs, subscribers
+from outreach.models import (
+    CSV_COLUMNS,
+    TEMPLATE_FIELDS,
+    DeliveryState,
+    RunStatus,
+    Subscriber,
+    SubscriberStatus,
+)
+from outreach.store import (
+    current_revision,
+    head_revision,
+    make_engine,
+    metadata,
+    normalize_url,
+    require_current,
+    upgrade,
+)
 from outreach.store.ledger import create_run, get_run
+from outreach.store.schema import deliveries, runs, subscribers
 
 
 def test_relative_sqlite_path_is_under_root_and_its_directory_is_created(tmp_path):
@@ -97,8 +111,8 @@ def test_timestamps_are_aware_utc_and_naive_ones_are_refused(engine):
     run_id = create_run(engine, "c", "s", occurrence)
     row = get_run(engine, run_id)
     # then it is the same instant, in UTC
-    assert row.occurrence == occurrence and row.occurrence.tzinfo == timezone.utc
-    assert row.created_at.tzinfo == timezone.utc
+    assert row.occurrence == occurrence and row.occurrence.tzinfo == UTC
+    assert row.created_at.tzinfo == UTC
     # and a naive datetime is an error, not a guess
     with pytest.raises(sa.exc.StatementError, match="naive"):
         with engine.begin() as conn:

@@ -1,18 +1,35 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from outreach.store import (
+    add_delivery,
+    cancel_run,
+    claim,
+    create_run,
+    delivery_events_of,
+    due_deliveries,
+    find_run,
+    finish_run_if_done,
+    get_delivery,
+    mark_queued,
+    mark_run_planned,
+    plan_deliveries,
+    record_failed,
+    record_progress,
+    record_retry,
+    record_sent,
+    record_sent_many,
+    requeue_unknown,
+    run_progress,
+    suppress,
+)
 from outreach.store.audience import audience_select
-from outreach.store import (add_delivery, cancel_run, claim, create_run, delivery_events_of, due_deliveries,
-                            find_run, finish_run_if_done, get_delivery, mark_queued, mark_run_planned,
-                            plan_deliveries, record_failed, record_progress, record_retry, record_sent,
-                            record_sent_many, requeue_unknown, run_progress, suppress)
 from outreach.store.schema import deliveries
-
 from tests.store.helpers import T0, people
 
 LEASE = timedelta(minutes=5)
@@ -28,7 +45,7 @@ def _concurrently(n: int, fn) -> list:
         barrier.wait()
         try:
             results[i] = fn(i)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=go, args=(i,)) for i in range(n)]
@@ -68,7 +85,7 @@ def test_create_run_under_concurrent_inserts_creates_exactly_one(engine):
     for k in range(5):
         occurrence = T0 + timedelta(hours=k)
         # when they all insert at once
-        ids = _concurrently(8, lambda i: create_run(engine, "race", "s", occurrence))
+        ids = _concurrently(8, lambda i, occurrence=occurrence: create_run(engine, "race", "s", occurrence))
         # then exactly one of them got the run
         winners = [x for x in ids if x is not None]
         assert len(winners) == 1, ids
@@ -117,10 +134,10 @@ def test_plan_gives_each_time_zone_its_own_local_due_time(engine):
     assert sorted(calls, key=str) == sorted(["America/Chicago", "Asia/Seoul", "Europe/London", None], key=str)
     with engine.connect() as conn:
         due = dict(conn.execute(sa.select(deliveries.c.recipient, deliveries.c.due_at)).all())
-    assert due["chi@example.org"] == due["chi2@example.org"] == datetime(2026, 12, 1, 15, 0, tzinfo=timezone.utc)
-    assert due["seoul@example.org"] == datetime(2026, 12, 1, 0, 0, tzinfo=timezone.utc)
-    assert due["lon@example.org"] == datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
-    assert due["none@example.org"] == datetime(2026, 12, 1, 17, 0, tzinfo=timezone.utc)
+    assert due["chi@example.org"] == due["chi2@example.org"] == datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+    assert due["seoul@example.org"] == datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
+    assert due["lon@example.org"] == datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    assert due["none@example.org"] == datetime(2026, 12, 1, 17, 0, tzinfo=UTC)
 
 
 def test_add_delivery_for_a_tweet_is_idempotent(engine):

@@ -27,10 +27,10 @@ import sqlalchemy as sa
 
 from outreach import store
 from outreach.models import ACTIVE_STATES
-from outreach.subscribers.csvfile import import_csv
 from outreach.store.schema import deliveries
+from outreach.subscribers.csvfile import import_csv
 from tests.channels.conftest import SmtpSink, _start, x_api  # noqa: F401  (x_api is a fixture)
-from tests.dispatch.conftest import CAMPAIGN as DISPATCH_CAMPAIGN
+from tests.delivery.conftest import CAMPAIGN as DISPATCH_CAMPAIGN
 
 REPO = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/14"

@@ -2,15 +2,20 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
-from outreach.delivery import dispatch
+from outreach import delivery
 from outreach.store.schema import deliveries
-
-from tests.worker.conftest import active, add_people, states, wait_for_workers, wait_until
+from tests.worker.conftest import (
+    active,
+    add_people,
+    states,
+    wait_for_workers,
+    wait_until,
+)
 
 N = 2000
 
@@ -30,10 +35,10 @@ def test_worker_killed_halfway_loses_nothing_and_sends_nothing_twice(project, en
     wait_for_workers(celery_app, procs)
     rt = project.runtime(engine)
     campaign = rt.campaigns()["alert"]
-    dispatch.create_run_now(rt, campaign, campaign.step("mail"))
-    dispatch.dispatch_due(rt, lambda channel, ids: celery_app.send_task("outreach.send_batch", args=[ids],
+    delivery.create_run_now(rt, campaign, campaign.step("mail"))
+    delivery.dispatch_due(rt, lambda channel, ids: celery_app.send_task("outreach.send_batch", args=[ids],
                                                                          queue="email"),
-                          datetime.now(timezone.utc))
+                          datetime.now(UTC))
 
     # when worker A is killed outright (SIGKILL, its pool too) once about half have arrived
     wait_until(lambda: sink.count >= N // 2, 60, "half of the messages", procs,

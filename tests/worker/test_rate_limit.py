@@ -1,15 +1,20 @@
 """The account's rate limit holds across worker processes: it lives in Redis, not in Celery."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
-from outreach.delivery import dispatch
+from outreach import delivery
 from outreach.store.schema import deliveries
-
-from tests.worker.conftest import add_people, active, states, wait_for_workers, wait_until
+from tests.worker.conftest import (
+    active,
+    add_people,
+    states,
+    wait_for_workers,
+    wait_until,
+)
 
 LIMIT, PER_SECONDS = 20, 1.0
 N = 160
@@ -31,9 +36,9 @@ def test_three_workers_together_stay_within_the_accounts_limit(project, engine, 
     # when the mail step is sent now: all 160 are queued at once, in 16 batches
     rt = project.runtime(engine)
     campaign = rt.campaigns()["alert"]
-    dispatch.create_run_now(rt, campaign, campaign.step("mail"))
+    delivery.create_run_now(rt, campaign, campaign.step("mail"))
     batches: list[list[int]] = []
-    dispatch.dispatch_due(rt, lambda channel, ids: batches.append(ids), datetime.now(timezone.utc))
+    delivery.dispatch_due(rt, lambda channel, ids: batches.append(ids), datetime.now(UTC))
     assert len(batches) == N // 10
     for ids in batches:
         celery_app.send_task("outreach.send_batch", args=[ids], queue="email")
@@ -42,7 +47,7 @@ def test_three_workers_together_stay_within_the_accounts_limit(project, engine, 
                detail=lambda: (states(engine), sink.count))
 
     # then every recipient got exactly one message
-    assert sink.per_recipient() == {e: 1 for e in emails}
+    assert sink.per_recipient() == dict.fromkeys(emails, 1)
     assert states(engine) == {"sent": N}
     # and the three workers shared the work
     with engine.connect() as conn:

@@ -1,14 +1,13 @@
 """The broker hands the same batch to two workers: the ledger's claim lets one send it."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
-from outreach.delivery import dispatch
+from outreach import delivery
 from outreach.store.schema import delivery_events
-
 from tests.worker.conftest import add_people, states, wait_for_workers, wait_until
 
 
@@ -21,9 +20,9 @@ def test_same_task_sent_twice_to_two_workers_sends_each_message_once(project, en
     sink.delay = 0.02
     rt = project.runtime(engine)
     campaign = rt.campaigns()["alert"]
-    run_id = dispatch.create_run_now(rt, campaign, campaign.step("mail"))
+    run_id = delivery.create_run_now(rt, campaign, campaign.step("mail"))
     batches: list[list[int]] = []
-    dispatch.dispatch_due(rt, lambda channel, ids: batches.append(ids), datetime.now(timezone.utc))
+    delivery.dispatch_due(rt, lambda channel, ids: batches.append(ids), datetime.now(UTC))
     assert len(batches) == 2
     # and two workers
     procs.worker("email", 1, name="worker-1")
@@ -40,7 +39,7 @@ def test_same_task_sent_twice_to_two_workers_sends_each_message_once(project, en
                and states(engine, run_id) == {"sent": 20}, 30, "all four tasks", procs,
                detail=lambda: (states(engine, run_id), sink.count, broker.llen("email"), broker.hlen("unacked")))
     # ... each recipient got exactly one message
-    assert sink.per_recipient() == {e: 1 for e in emails}
+    assert sink.per_recipient() == dict.fromkeys(emails, 1)
     # and the ledger recorded one claim and one send per delivery
     with engine.connect() as conn:
         sent = conn.execute(sa.select(sa.func.count()).where(delivery_events.c.kind == "sent")).scalar_one()

@@ -6,8 +6,13 @@ import email
 import email.policy
 
 from outreach import store
-
-from tests.worker.conftest import add_people, run_ids, states, wait_for_workers, wait_until
+from tests.worker.conftest import (
+    add_people,
+    run_ids,
+    states,
+    wait_for_workers,
+    wait_until,
+)
 
 
 def test_send_now_reaches_every_eligible_subscriber_once_and_posts_one_thread(
@@ -36,7 +41,7 @@ def test_send_now_reaches_every_eligible_subscriber_once_and_posts_one_thread(
                and len(x_api.posts()) >= 2, 20, "the run to finish", procs,
                detail=lambda: (states(engine), sink.count, len(x_api.posts())))
     # and each eligible subscriber got exactly one message, nobody else got any
-    assert sink.per_recipient() == {e: 1 for e in eligible}
+    assert sink.per_recipient() == dict.fromkeys(eligible, 1)
     msg = email.message_from_bytes(sink.received[0].data, policy=email.policy.default)
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     # and exactly one thread (two parts, the second replying to the first) was posted

@@ -31,7 +31,7 @@ import binascii
 import os
 import re
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 from pathlib import Path
@@ -264,7 +264,7 @@ def _protect_from(qp: bytes) -> bytes:
 
 # --- the message --------------------------------------------------------------------------
 
-def build_email(email: "OutgoingEmail", from_: str, reply_to: str | None, message_id_domain: str,
+def build_email(email: OutgoingEmail, from_: str, reply_to: str | None, message_id_domain: str,
                 date: datetime | None = None) -> bytes:
     """The complete RFC 5322 message as CRLF bytes, ready for `smtplib.sendmail`.
 
@@ -278,9 +278,9 @@ def build_email(email: "OutgoingEmail", from_: str, reply_to: str | None, messag
         raise RecipientRejected(str(exc), hard_bounce=False, address=email.to_addr,
                                 reason="invalid address") from None
     if date is None:
-        date = datetime.now(timezone.utc)
+        date = datetime.now(UTC)
     elif date.tzinfo is None:
-        date = date.replace(tzinfo=timezone.utc)
+        date = date.replace(tzinfo=UTC)
     message_id = normalize_message_id(email.message_id) if email.message_id \
         else make_message_id(message_id_domain)
 
@@ -331,7 +331,7 @@ def build_email(email: "OutgoingEmail", from_: str, reply_to: str | None, messag
     ))
 
 
-def _list_unsubscribe(email: "OutgoingEmail") -> str | None:
+def _list_unsubscribe(email: OutgoingEmail) -> str | None:
     """`List-Unsubscribe: <https://...>,<CRLF> <mailto:...>`: folded only at the comma and
     never encoded, or receivers drop it."""
     uris = []

@@ -6,7 +6,7 @@ in the same write as the next message's MAIL, RCPT and DATA; while the server wo
 write the caller composes and builds the message after it. One write and one read per
 message, and the round trip is spent building instead of waiting. A single send is a
 stream of one (SmtpChannel.transmit); a server without PIPELINING gets smtplib, one message
-at a time.
+at a time (SmtpConnection.send_one).
 
     write: <A's data>.  MAIL/RCPT/DATA(C)     read: 250 (A)  250 250 354 (C)
            (the caller builds D meanwhile)    write: <C's data>.  MAIL/RCPT/DATA(D)  ...
@@ -27,34 +27,29 @@ import smtplib
 from collections import deque
 from collections.abc import Iterator
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ...errors import DeliveryError, TransientError
+from ...errors import DeliveryError, OutcomeUnknown, TransientError
+from .connection import BuiltEmail, SmtpConnection, data_bytes
+from .replies import classify_reply
 
-if TYPE_CHECKING:
-    from .channel import BuiltEmail, SmtpChannel
-
-Item = tuple[Any, "BuiltEmail", DeliveryError | None]  # (key, built, build error)
+Item = tuple[Any, BuiltEmail, DeliveryError | None]  # (key, built, build error)
+Outcome = tuple[Any, BuiltEmail, Any]  # (key, built, {} | DeliveryError)
 
 
 class _Closed(Exception):
     """The server closed the conversation (421) after a reply that was already handled."""
 
 
-def data_bytes(msg: bytes) -> bytes:
-    """The DATA content as sent: dot-stuffed (RFC 5321 4.5.2) and ended with CRLF.CRLF."""
-    if msg.startswith(b".") or b"\n." in msg:
-        msg = (b"." if msg.startswith(b".") else b"") + msg.replace(b"\n.", b"\n..")
-    return msg + (b".\r\n" if msg.endswith(b"\r\n") else b"\r\n.\r\n")
-
-
-def pipelined(channel: "SmtpChannel", items: Iterator[Item]) -> Iterator[tuple[Any, Any, Any]]:
-    """The body of SmtpChannel.transmit_many for a server that offers PIPELINING (the caller
-    holds the channel's lock). Yields (key, built, {} | DeliveryError)."""
+def pipelined(connection: SmtpConnection, items: Iterator[Item]) -> Iterator[Outcome]:
+    """The body of SmtpChannel.transmit_many (the caller holds the channel's lock): messages
+    back to back on `connection`, pipelined when the server offers it. Yields (key, built,
+    {} | DeliveryError) for every item, in the order outcomes become known."""
+    server = connection.server
     retry: deque[Item] = deque()   # not sent: they go again on a new connection
     while True:
         try:
-            conn = channel._connection()
+            conn = connection.current()
         except DeliveryError as exc:
             item = retry.popleft() if retry else next(items, None)
             if item is None:
@@ -65,18 +60,18 @@ def pipelined(channel: "SmtpChannel", items: Iterator[Item]) -> Iterator[tuple[A
             for key, b, error in chain(retry, items):
                 if error is None:
                     try:
-                        yield key, b, channel._transmit_one(b)
+                        yield key, b, connection.send_one(b)
                         continue
                     except DeliveryError as exc:
                         error = exc
                 yield key, b, error
             return
-        session = _Session(channel, conn)
+        session = _Session(connection, conn)
         try:
             yield from session.run(retry, items)
         finally:
             if not session.done:  # replies may still be owed: this connection cannot be reused
-                channel._drop()
+                connection.drop()
         if session.done:
             return
         if session.proven:  # the connection had worked: an idle timeout or a per-connection cap
@@ -84,9 +79,9 @@ def pipelined(channel: "SmtpChannel", items: Iterator[Item]) -> Iterator[tuple[A
             continue
         for key, b, _ in session.unsent:
             if session.closing is not None:  # the server's own 421, e.g. "slow down": RateLimited
-                yield key, b, channel._response_error(smtplib.SMTPResponseException(*session.closing), b)
+                yield key, b, server.refusal(smtplib.SMTPResponseException(*session.closing), b.to_addr)
             else:
-                yield key, b, TransientError(f"SMTP server {channel._where} closed the connection "
+                yield key, b, TransientError(f"SMTP server {server.where} closed the connection "
                                              f"before the message was sent: {session.reason}")
         retry = deque()
 
@@ -94,8 +89,8 @@ def pipelined(channel: "SmtpChannel", items: Iterator[Item]) -> Iterator[tuple[A
 class _Session:
     """One connection's share of the conversation."""
 
-    def __init__(self, channel: "SmtpChannel", conn: smtplib.SMTP) -> None:
-        self.channel = channel
+    def __init__(self, connection: SmtpConnection, conn: smtplib.SMTP) -> None:
+        self.server = connection.server
         self.conn = conn
         self.proven = getattr(conn, "sends", 0) > 0
         self.done = False
@@ -109,7 +104,7 @@ class _Session:
         self.ready: Item | None = None   # envelope accepted (354): its data goes next
         self.cleanup: list[bytes] = []   # "." / RSET to send after a refused envelope
 
-    def run(self, retry: deque[Item], items: Iterator[Item]) -> Iterator[tuple[Any, Any, Any]]:
+    def run(self, retry: deque[Item], items: Iterator[Item]) -> Iterator[Outcome]:
         item: Item | None = None
         try:
             while True:
@@ -132,7 +127,7 @@ class _Session:
                     self.owed.append(("ack", None))
                 self.cleanup.clear()
                 if item is not None:
-                    parts.append(f"MAIL FROM:<{self.channel.envelope_from}>\r\nRCPT TO:<{item[1].to_addr}>\r\n"
+                    parts.append(f"MAIL FROM:<{self.server.envelope_from}>\r\nRCPT TO:<{item[1].to_addr}>\r\n"
                                  "DATA\r\n".encode("ascii"))
                     self.owed.append(("env", item))
                     item = None
@@ -144,7 +139,7 @@ class _Session:
             self.reason = str(exc) or type(exc).__name__
             yield from self._settle(item)
 
-    def _read_one(self) -> Iterator[tuple[Any, Any, Any]]:
+    def _read_one(self) -> Iterator[Outcome]:
         kind, item = self.owed[0]
         if kind == "ack":
             self.conn.getreply()  # type: ignore[attr-defined]
@@ -160,7 +155,7 @@ class _Session:
                 self.proven = True
                 yield key, b, {}
                 return
-            yield key, b, self.channel._response_error(smtplib.SMTPDataError(code, reply), b)
+            yield key, b, self.server.refusal(smtplib.SMTPDataError(code, reply), b.to_addr)
             if code == 421:
                 self.closing = (code, reply)
                 raise _Closed(f"{code} {reply.decode('utf-8', 'replace')}")
@@ -178,21 +173,19 @@ class _Session:
             self.unsent.append(item)
             self.closing = closing
             raise _Closed(f"421 {closing[1].decode('utf-8', 'replace')}")
-        from .channel import classify_reply
-
         if mail[0] != 250:
-            error = self.channel._response_error(
-                smtplib.SMTPSenderRefused(mail[0], mail[1], self.channel.envelope_from), b)
+            error = self.server.refusal(
+                smtplib.SMTPSenderRefused(mail[0], mail[1], self.server.envelope_from), b.to_addr)
         elif rcpt[0] not in (250, 251):
             error = classify_reply(rcpt[0], rcpt[1], b.to_addr)
         else:
-            error = self.channel._response_error(smtplib.SMTPDataError(*data), b)
+            error = self.server.refusal(smtplib.SMTPDataError(*data), b.to_addr)
         yield key, b, error
         if data[0] == 354:  # DATA accepted although nobody may receive it: end an empty message
             self.cleanup.append(b".\r\n")
         self.cleanup.append(b"RSET\r\n")
 
-    def _settle(self, current: Item | None) -> Iterator[tuple[Any, Any, Any]]:
+    def _settle(self, current: Item | None) -> Iterator[Outcome]:
         """The connection is gone: say what became of everything in flight, oldest first."""
         if self.ready is not None:
             self.unsent.appendleft(self.ready)
@@ -201,9 +194,9 @@ class _Session:
             if item is None:
                 continue
             if kind == "final":
-                yield item[0], item[1], TransientError(
-                    f"SMTP server {self.channel._where} closed the connection after the message "
-                    f"was sent, before confirming it: {self.reason}", outcome_unknown=True)
+                yield item[0], item[1], OutcomeUnknown(
+                    f"SMTP server {self.server.where} closed the connection after the message "
+                    f"was sent, before confirming it: {self.reason}")
             else:
                 self.unsent.append(item)
         self.owed.clear()

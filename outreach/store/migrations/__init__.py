@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from ...errors import ConfigurationError
+from ...errors import ServiceUnavailable
 from ..db import display_url, immediate, make_engine
 
 HERE = Path(__file__).resolve().parent
@@ -73,12 +73,15 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def require_current(engine: Engine) -> None:
-    """Raise a ConfigurationError telling the operator what to run when the schema is behind."""
+    """Raise ServiceUnavailable, saying what to run or set, when the database cannot be
+    reached or its schema is not the latest."""
     try:
         current = current_revision(engine)
-    except sa.exc.OperationalError as exc:
-        raise ConfigurationError(f"cannot open the database {display_url(engine)}: {exc.orig}") from None
+    except sa.exc.DBAPIError as exc:
+        reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+        raise ServiceUnavailable(f"cannot open the database {display_url(engine)}: {reason} (check "
+                                 "OUTREACH_DATABASE_URL and that the server is running)") from None
     head = head_revision()
     if current != head:
         state = "has no outreach tables" if current is None else f"is at revision {current}, not {head}"
-        raise ConfigurationError(f"the database {display_url(engine)} {state}: run `outreach db upgrade`")
+        raise ServiceUnavailable(f"the database {display_url(engine)} {state}: run `outreach db upgrade`")

@@ -4,30 +4,30 @@ import shutil
 from datetime import timedelta
 from pathlib import Path
 
-import click
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from outreach.store.audience import audience_select
+from outreach.cli import Context, cli
 from outreach.settings import Settings, load_settings
-from outreach.store import (claim, create_run, get_delivery, get_subscriber, head_revision, is_suppressed,
-                            make_engine, mark_run_planned, plan_deliveries, record_sent, record_unknown)
+from outreach.store import (
+    claim,
+    create_run,
+    get_delivery,
+    get_subscriber,
+    head_revision,
+    is_suppressed,
+    make_engine,
+    mark_run_planned,
+    plan_deliveries,
+    record_sent,
+    record_unknown,
+)
+from outreach.store.audience import audience_select
 from outreach.store.schema import deliveries
-from outreach.cli.store_cli import register
-
 from tests.store.helpers import T0, people
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _cli() -> click.Group:
-    @click.group()
-    def cli() -> None:
-        pass
-
-    register(cli)
-    return cli
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def run(db_url, tmp_path):
     settings = Settings(root=tmp_path, database_url=db_url)
 
     def invoke(*args: str, settings: Settings = settings):
-        return CliRunner().invoke(_cli(), list(args), obj=settings, catch_exceptions=False)
+        return CliRunner().invoke(cli, list(args), obj=Context.of(settings), catch_exceptions=False)
     return invoke
 
 
@@ -119,7 +119,7 @@ def test_audience_of_a_sample_campaign(run, tmp_path, db_url):
     assert "olivia.martinez@example.org" in whole.stdout and "olivia.martinez@example.org" not in result.stdout
     assert len([line for line in result.stdout.splitlines() if "@" in line]) == min(10, before - 1)
     # and unknown names are clear errors
-    assert "unknown campaign 'nope'" in run("audience", "nope", settings=settings).stderr
+    assert "no campaign named 'nope'" in run("audience", "nope", settings=settings).stderr
     assert "has no step 'zz'" in run("audience", "speaking-tour", "--step", "zz", settings=settings).stderr
 
 
@@ -144,7 +144,7 @@ def test_resend_unknown_asks_then_makes_unknown_deliveries_pending_again(run, db
     record_sent(engine, rows[0].id, "<1@mail>")
     record_unknown(engine, rows[1].id, "connection closed before the server confirmed it")
     # when the operator declines at the prompt, then nothing changes
-    result = CliRunner().invoke(_cli(), ["resend-unknown", str(run_id)], obj=Settings(database_url=db_url),
+    result = CliRunner().invoke(cli, ["resend-unknown", str(run_id)], obj=Context.of(Settings(database_url=db_url)),
                                 input="n\n")
     assert result.exit_code == 1 and "1 deliveries of run" in result.output and "may have arrived" in result.output
     assert get_delivery(engine, rows[1].id).state == "unknown"
@@ -154,6 +154,6 @@ def test_resend_unknown_asks_then_makes_unknown_deliveries_pending_again(run, db
     assert [get_delivery(engine, r.id).state for r in rows] == ["sent", "pending"]
     # and asking again says there is nothing to resend; an unknown run is named
     assert "no delivery with an unknown outcome" in run("resend-unknown", str(run_id)).stdout
-    missing = CliRunner().invoke(_cli(), ["resend-unknown", "999"], obj=Settings(database_url=db_url))
+    missing = CliRunner().invoke(cli, ["resend-unknown", "999"], obj=Context.of(Settings(database_url=db_url)))
     assert missing.exit_code == 1 and "there is no run 999" in missing.output
     engine.dispose()

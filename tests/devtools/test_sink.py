@@ -20,7 +20,7 @@ def message(subject: str, to: str = "ada@example.org") -> bytes:
     return (f"From: News <{SENDER}>\r\nTo: {to}\r\nSubject: {subject}\r\n"
             "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
             "Hello,\r\n.a line starting with a dot\r\n..and one with two\r\n"
-            "caf\u00e9 \u4eba\u6b0a\r\n").encode("utf-8")
+            "caf\u00e9 \u4eba\u6b0a\r\n").encode()
 
 
 def send(sink: SmtpSink, recipients: list[str], data: bytes) -> dict:

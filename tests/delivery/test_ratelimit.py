@@ -12,8 +12,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from outreach.errors import TransientError
 from outreach.delivery.ratelimit import RateLimiter
+from outreach.errors import TransientError
 from outreach.settings import Limit
 
 REDIS_URL = os.environ.get("OUTREACH_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")

@@ -16,9 +16,9 @@ import pytest
 import redis
 from kombu import Connection
 
-from outreach.worker.app import make_app
 from outreach.devtools.embedded_redis import EmbeddedRedis
 from outreach.errors import ConfigurationError
+from outreach.worker.app import make_app
 
 
 @pytest.fixture

@@ -1,19 +1,15 @@
-"""Scheduling, planning and sending as plain functions over a Runtime.
+"""Sending a batch: claim → eligibility → rate-limit permits → compose → send → record.
 
-Celery calls these (tasks.py), and so do `outreach send` and the tests, without a worker.
-
-    tick ──▶ schedule_runs: due occurrences → create_run (unique) → plan_run
-         └─▶ dispatch_due: due deliveries → mark_queued (lease) → enqueue(channel, ids)
-    send_batch(ids): claim → eligibility → rate-limit permits → compose → send → record
-
-Correctness rests on the ledger, not on Celery: a run is created at most once, a delivery is
-claimed before it is sent, a lost task's lease expires and the tick queues it again.
+Celery calls `send_batch` (worker/tasks.py), and so do tests, without a worker. A delivery
+is claimed in the database before it is sent, so a task that runs twice sends once; every
+claimed row gets exactly one outcome (sent, retry, failed, skipped, unknown, or given back
+unsent).
 """
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,134 +18,24 @@ import sqlalchemy as sa
 
 from .. import store
 from ..authoring.campaigns import Campaign, Step
-from ..channels.base import SendResult
-from ..errors import (ChannelConfigurationError, DeliveryError, PermanentError, RateLimited,
-                      RecipientRejected, TemplateRenderError, TransientError)
-from ..store.audience import audience_select
+from ..channels.base import Channel, SendResult
+from ..errors import (
+    ChannelConfigurationError,
+    DeliveryError,
+    OutcomeUnknown,
+    PermanentError,
+    RateLimited,
+    RecipientRejected,
+    TemplateRenderError,
+    TransientError,
+)
+from .planner import find_step
 from .runtime import Runtime
-from .scheduling import local_due, now_utc, occurrences
-from ..store import scheduler_state
+from .scheduling import now_utc
 
 log = logging.getLogger(__name__)
 
-Enqueue = Callable[[str, list[int]], None]
-CHANNELS = ("email", "x")
-CURSOR = "tick"
-STUCK_PLANNING = timedelta(minutes=2)
 
-
-@dataclass
-class TickReport:
-    created: list[int] = field(default_factory=list)
-    skipped: list[int] = field(default_factory=list)
-    planned: dict[int, int] = field(default_factory=dict)
-    queued: dict[str, int] = field(default_factory=dict)
-
-
-def tick(rt: Runtime, enqueue: Enqueue, now: datetime | None = None) -> TickReport:
-    now = now or now_utc()
-    report = schedule_runs(rt, now)
-    report.queued = dispatch_due(rt, enqueue, now)
-    return report
-
-
-# --- scheduling ----------------------------------------------------------------------------
-
-def schedule_runs(rt: Runtime, now: datetime) -> TickReport:
-    """Create the runs of every occurrence that came due since the last tick.
-
-    Two beats racing, or a beat restarted, compute the same occurrences; UNIQUE(campaign,
-    step, occurrence) lets exactly one create each run. An occurrence missed while the beat
-    was down is created when it comes back, or recorded `skipped` when older than `expires`.
-    """
-    report = TickReport()
-    since = scheduler_state.get_cursor(rt.engine, CURSOR) or now - rt.settings.dispatch.catch_up
-    for campaign in rt.campaigns().values():
-        for step in campaign.steps:
-            for occ in occurrences(campaign, step, since, now):
-                late = step.expires is not None and now - occ > step.expires
-                run_id = store.create_run(rt.engine, campaign.name, step.id, occ,
-                                          status="skipped" if late else "planning")
-                if run_id is None:
-                    continue
-                (report.skipped if late else report.created).append(run_id)
-                if late:
-                    log.warning("run %s %s/%s at %s skipped: %s late (expires %s)", run_id, campaign.name,
-                                step.id, occ.isoformat(), now - occ, step.expires)
-                else:
-                    report.planned[run_id] = plan_run(rt, run_id)
-    scheduler_state.advance_cursor(rt.engine, CURSOR, now)
-    # A planner that died between creating and planning a run left it in `planning`;
-    # planning is idempotent, so finish the job.
-    for run_id in scheduler_state.stuck_runs(rt.engine, "planning", now - STUCK_PLANNING):
-        report.planned[run_id] = plan_run(rt, run_id)
-    return report
-
-
-def plan_run(rt: Runtime, run_id: int, due_at: datetime | None = None) -> int:
-    """Expand a run into its deliveries (idempotent); return how many were added.
-    `due_at` overrides every delivery's due time (the demo sends everything now)."""
-    run = store.get_run(rt.engine, run_id)
-    if run is None or run.status != "planning":
-        return 0
-    campaign = rt.campaigns().get(run.campaign)
-    step = _step(campaign, run.step)
-    if campaign is None or step is None:
-        store.set_run_status(rt.engine, run_id, "cancelled",
-                             note=f"campaign {run.campaign}/{run.step} no longer exists or does not validate")
-        return 0
-    if step.channel == "email":
-        account = rt.settings.smtp_account(step.account).name
-        due = (due_at or ((lambda zone: local_due(campaign, step, run.occurrence, zone))
-                          if step.schedule.local_time else run.occurrence))
-        select = audience_select(campaign.audience, rt.segments())
-        added = store.plan_deliveries(rt.engine, run_id, "email", account, select, due)
-    else:
-        account = rt.settings.x_account(step.account)
-        added = 1 if store.add_delivery(rt.engine, run_id, account.handle, "x", account.name,
-                                        due_at or run.occurrence) else 0
-    store.mark_run_planned(rt.engine, run_id)
-    log.info("planned run %s (%s/%s): %s deliveries", run_id, run.campaign, run.step, added)
-    return added
-
-
-def create_run_now(rt: Runtime, campaign: Campaign, step: Step, now: datetime | None = None, *,
-                   occurrence: datetime | None = None, due_at: datetime | None = None) -> int | None:
-    """`outreach send --now`: a run of `step` at this instant (a relative step follows after
-    its delay), planned at once. None when a run of that occurrence already exists."""
-    now = (now or now_utc()).replace(microsecond=0)
-    occ = occurrence or now + (step.schedule.delay if step.schedule.after else timedelta(0))
-    run_id = store.create_run(rt.engine, campaign.name, step.id, occ)
-    if run_id is not None:
-        plan_run(rt, run_id, due_at=due_at)
-    return run_id
-
-
-# --- dispatching ---------------------------------------------------------------------------
-
-def dispatch_due(rt: Runtime, enqueue: Enqueue, now: datetime) -> dict[str, int]:
-    """Queue every due delivery in batches. The lease is how long a batch may sit in the
-    broker and a worker before the tick assumes it was lost and queues it again."""
-    d = rt.settings.dispatch
-    counts: dict[str, int] = {}
-    for channel in CHANNELS:
-        total = 0
-        while True:
-            ids = store.due_deliveries(rt.engine, channel, now, d.batch_size * 20)
-            if not ids:
-                break
-            queued = store.mark_queued(rt.engine, ids, now + d.lease, now=now)
-            for i in range(0, len(queued), d.batch_size):
-                enqueue(channel, queued[i:i + d.batch_size])
-            total += len(queued)
-            if len(ids) < d.batch_size * 20 or not queued:
-                break
-        if total:
-            counts[channel] = total
-    return counts
-
-
-# --- sending -------------------------------------------------------------------------------
 
 @dataclass
 class BatchReport:
@@ -163,6 +49,7 @@ class BatchReport:
     # The throttled rows and when the limiter frees permits: the task asks for them again then.
     deferred_ids: list[int] = field(default_factory=list)
     retry_after: float = 0.0
+    channel: str = ""  # the channel of the rows (a batch holds one channel's deliveries)
 
 
 def send_batch(rt: Runtime, ids: Sequence[int], now: datetime | None = None) -> BatchReport:
@@ -171,6 +58,7 @@ def send_batch(rt: Runtime, ids: Sequence[int], now: datetime | None = None) -> 
     report = BatchReport()
     rows = store.claim(rt.engine, ids, rt.worker_id, now + rt.settings.dispatch.lease, now=now)
     report.claimed = len(rows)
+    report.channel = rows[0].channel if rows else ""
     by_run: dict[int, list[sa.Row]] = {}
     for row in rows:
         by_run.setdefault(row.run_id, []).append(row)
@@ -183,30 +71,31 @@ def send_batch(rt: Runtime, ids: Sequence[int], now: datetime | None = None) -> 
 def _send_run_group(rt: Runtime, run_id: int, rows: list[sa.Row], report: BatchReport) -> None:
     run = store.get_run(rt.engine, run_id)
     campaign = rt.campaigns().get(run.campaign) if run else None
-    step = _step(campaign, run.step) if run else None
+    step = find_step(campaign, run.step) if run else None
     if campaign is None or step is None:
         # Someone broke the YAML mid-run: hold the deliveries, don't fail them.
         _hold(rt, rows, f"campaign {run.campaign if run else '?'} does not validate or no longer exists; "
               "fix it and the run resumes", now_utc() + timedelta(minutes=5), report)
         return
     try:
-        channel = rt.channel(step.channel, step.account)
+        channel = rt.channel(step)
     except ChannelConfigurationError as exc:
         _hold(rt, rows, str(exc), now_utc() + timedelta(minutes=10), report)
         return
 
-    recipients = store.load_for_sending(rt.engine, [r.subscriber_id for r in rows if r.subscriber_id]) \
-        if step.channel == "email" else {}
-    sendable = []
-    for row in rows:
-        if step.channel == "email":
+    recipients: dict[int, store.Loaded] = {}
+    sendable = rows
+    if step.channel_class.per_recipient:
+        recipients = store.load_for_sending(rt.engine, [r.subscriber_id for r in rows if r.subscriber_id])
+        sendable = []
+        for row in rows:
             loaded = recipients.get(row.subscriber_id) if row.subscriber_id else None
             reason = "subscriber was deleted" if loaded is None else loaded.excluded
             if reason:
                 store.record_skipped(rt.engine, row.id, reason)
                 report.skipped += 1
                 continue
-        sendable.append(row)
+            sendable.append(row)
     if not sendable:
         return
 
@@ -232,14 +121,16 @@ def _send_run_group(rt: Runtime, run_id: int, rows: list[sa.Row], report: BatchR
 FLUSH_EVERY = 50  # sent outcomes recorded per transaction; bounds the `unknown`s a crash leaves
 
 
-def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel, rows: list[sa.Row], recipients: dict,
-               sent: list[tuple[int, int, str | None]], report: BatchReport) -> None:
+def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, rows: list[sa.Row],
+               recipients: dict[int, store.Loaded], sent: list[tuple[int, int, str | None]],
+               report: BatchReport) -> None:
     """Compose and send `rows` in order through `channel.send_many`, recording each outcome.
 
     Payloads are composed lazily, as the channel asks for the next one, so with SMTP
     pipelining the next message is rendered while the last is on the wire. An outcome that
     concerns the account (provider rate limit, broken configuration) stops the feed: what
     was in flight still reports back, and what was never handed over is held unsent."""
+    kind = step.channel_class
     waiting = {row.id: row for row in rows}  # no outcome yet
     stop: list[tuple[str, datetime]] = []     # (why, until when) once the rest must wait
 
@@ -248,10 +139,8 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel, rows: list[
             if stop:
                 return
             try:
-                if step.channel == "email":
-                    payload = rt.composer.email(campaign, step, recipients[row.subscriber_id].subscriber)
-                else:
-                    payload = rt.composer.tweet(campaign, step, tuple((row.progress or {}).get("posted_ids", ())))
+                subscriber = recipients[row.subscriber_id].subscriber if row.subscriber_id in recipients else None
+                payload = kind.compose(rt.composer, campaign, step, subscriber, row.progress)
             except (DeliveryError, TemplateRenderError) as exc:
                 outcome(row, exc)
                 continue
@@ -288,12 +177,12 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel, rows: list[
             until = now_utc() + timedelta(minutes=10)
             _hold(rt, [row], str(result), until, report)
             stop.append((str(result), until))
-        elif isinstance(result, TransientError) and result.context.get("outcome_unknown"):
+        elif isinstance(result, OutcomeUnknown) and not kind.idempotent:
             # it may have gone out: a retry could deliver it twice, so it is left for an operator
             _save_progress(rt, row, result)
             store.record_unknown(rt.engine, row.id, str(result))
             report.unknown += 1
-        elif isinstance(result, TransientError):
+        elif isinstance(result, (TransientError, OutcomeUnknown)):  # unknown: only when a resend is harmless
             _save_progress(rt, row, result)
             if row.attempts >= rt.settings.dispatch.max_attempts:
                 store.record_failed(rt.engine, row.id, f"gave up after {row.attempts} attempts: {result}")
@@ -331,12 +220,3 @@ def _save_progress(rt: Runtime, row: sa.Row, exc: Exception) -> None:
     posted = getattr(exc, "context", {}).get("posted_ids")
     if posted:
         store.record_progress(rt.engine, row.id, {"posted_ids": list(posted)})
-
-
-def _step(campaign: Campaign | None, step_id: str) -> Step | None:
-    if campaign is None:
-        return None
-    try:
-        return campaign.step(step_id)
-    except KeyError:
-        return None

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 import yaml
 from click.testing import CliRunner
 
-from outreach.worker import app as celery_app
 from outreach.cli import cli
 from outreach.settings import _ENV_KEYS, ENV_PREFIX, load_settings
+from outreach.worker import app as celery_app
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

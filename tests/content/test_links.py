@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from outreach.errors import DataError
 from outreach.content.links import LinkSigner
+from outreach.errors import DataError
 
 SIGNER = LinkSigner("a-secret-key-for-tests-only", "https://rights.example.org/")
 

@@ -5,18 +5,17 @@ from __future__ import annotations
 import email
 import email.policy
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from outreach.delivery import dispatch
-from outreach import store
+from outreach import delivery, store
+from outreach.channels import SmtpChannel
 from outreach.delivery.runtime import Runtime
 from outreach.store.schema import deliveries, runs
+from tests.delivery.conftest import add_people
 
-from tests.dispatch.conftest import add_people
-
-UTC = timezone.utc
+UTC = UTC
 
 
 def collect():
@@ -28,11 +27,11 @@ def drain(rt: Runtime, now: datetime, rounds: int = 10):
     """Queue what is due and send it, like beat + workers, until nothing is due."""
     for _ in range(rounds):
         queued, enqueue = collect()
-        dispatch.dispatch_due(rt, enqueue, now)
+        delivery.dispatch_due(rt, enqueue, now)
         if not queued:
             return
         for _, ids in queued:
-            dispatch.send_batch(rt, ids, now=now)
+            delivery.send_batch(rt, ids, now=now)
 
 
 def states(engine, run_id: int) -> dict[str, int]:
@@ -42,7 +41,7 @@ def states(engine, run_id: int) -> dict[str, int]:
 def mail_run(rt: Runtime, now: datetime) -> int:
     """`send --now` of the alert campaign's email step."""
     campaign = rt.campaigns()["alert"]
-    return dispatch.create_run_now(rt, campaign, campaign.step("mail"), now)
+    return delivery.create_run_now(rt, campaign, campaign.step("mail"), now)
 
 
 def received_by(sink) -> list[str]:
@@ -59,8 +58,8 @@ def test_send_now_delivers_one_email_per_eligible_subscriber_and_one_thread(runt
     campaign = runtime.campaigns()["alert"]
     now = datetime.now(UTC)
     # when the campaign is sent now and the tweet's delay has passed
-    mail_id = dispatch.create_run_now(runtime, campaign, campaign.step("mail"), now)
-    post_run = dispatch.create_run_now(runtime, campaign, campaign.step("post"), now)
+    mail_id = delivery.create_run_now(runtime, campaign, campaign.step("mail"), now)
+    post_run = delivery.create_run_now(runtime, campaign, campaign.step("post"), now)
     drain(runtime, now + timedelta(minutes=6))
     # then exactly the 10 eligible subscribers got one email each
     got = sorted(received_by(sink))
@@ -82,18 +81,18 @@ def test_same_batch_delivered_twice_sends_once(runtime, engine, smtp_server):
     add_people(engine, 10)
     campaign = runtime.campaigns()["alert"]
     now = datetime.now(UTC)
-    dispatch.create_run_now(runtime, campaign, campaign.step("mail"), now)
+    delivery.create_run_now(runtime, campaign, campaign.step("mail"), now)
     queued, enqueue = collect()
-    dispatch.dispatch_due(runtime, enqueue, now)
+    delivery.dispatch_due(runtime, enqueue, now)
     (_, ids), = queued
     # when the same task runs twice at once (broker redelivery) and once more afterwards
-    threads = [threading.Thread(target=dispatch.send_batch, args=(runtime, ids), kwargs={"now": now})
+    threads = [threading.Thread(target=delivery.send_batch, args=(runtime, ids), kwargs={"now": now})
                for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    dispatch.send_batch(runtime, ids, now=now)
+    delivery.send_batch(runtime, ids, now=now)
     # then each recipient got exactly one message
     got = received_by(sink)
     assert len(got) == 10 and len(set(got)) == 10
@@ -148,7 +147,7 @@ def test_smtp_slow_down_mid_batch_stops_the_batch_and_pauses_the_account(runtime
                                .where(deliveries.c.run_id == run_id, deliveries.c.state == "retry")).all()
     assert all(due > now + timedelta(seconds=50) for due, _ in waiting)
     # and every worker sees the account paused
-    channel = runtime.channel("email", None)
+    channel = runtime.channel(runtime.campaigns()["alert"].step("mail"))
     assert runtime.limiter.acquire(channel.limit_key, channel.limits).granted == 0
 
 
@@ -171,19 +170,37 @@ def test_connection_lost_before_the_reply_is_unknown_and_never_resent(runtime, e
     assert state == "unknown"
 
 
+def test_an_idempotent_channel_sends_an_unknown_outcome_again(runtime, engine, smtp_server, monkeypatch):
+    # given the same dropped confirmation, on a channel whose resends are harmless (a provider
+    # that deduplicates by message id)
+    monkeypatch.setattr(SmtpChannel, "idempotent", True)
+    sink, _ = smtp_server
+    emails = add_people(engine, 4)
+    sink.drop_after_data.add(emails[1])
+    now = datetime.now(UTC)
+    run_id = mail_run(runtime, now)
+    # when everything due is sent, the server behaves again, and the retry comes due
+    drain(runtime, now)
+    sink.drop_after_data.clear()
+    drain(runtime, now + timedelta(hours=6))
+    # then that delivery was simply sent again, and is `sent`
+    assert states(engine, run_id) == {"sent": 4}
+    assert sorted(received_by(sink)) == sorted(emails + [emails[1]])
+
+
 def test_x_429_reschedules_at_reset_and_pauses_the_account(runtime, engine, x_api):
     campaign = runtime.campaigns()["alert"]
     now = datetime.now(UTC)
     reset = int(now.timestamp()) + 120
     x_api.script.append((429, {"x-rate-limit-reset": str(reset), "x-rate-limit-remaining": "0"},
                          {"title": "Too Many Requests", "status": 429}))
-    run_id = dispatch.create_run_now(runtime, campaign, campaign.step("post"), now - timedelta(minutes=5))
+    run_id = delivery.create_run_now(runtime, campaign, campaign.step("post"), now - timedelta(minutes=5))
     drain(runtime, now, rounds=1)
     row = _one_delivery(engine, run_id)
     # then the post waits until X's reset, and every worker sees the account paused
     assert row.state == "retry"
     assert abs(row.due_at.timestamp() - reset) < 2
-    channel = runtime.channel("x", None)
+    channel = runtime.channel(runtime.campaigns()["alert"].step("post"))
     permit = runtime.limiter.acquire(channel.limit_key, channel.limits)
     assert permit.granted == 0 and permit.retry_after > 100
     assert len(x_api.posts()) == 1
@@ -198,10 +215,10 @@ def test_throttled_batch_is_deferred_not_slept(runtime, engine, smtp_server, pro
     add_people(engine, 10)
     campaign = rt.campaigns()["alert"]
     now = datetime.now(UTC)
-    run_id = dispatch.create_run_now(rt, campaign, campaign.step("mail"), now)
+    run_id = delivery.create_run_now(rt, campaign, campaign.step("mail"), now)
     queued, enqueue = collect()
-    dispatch.dispatch_due(rt, enqueue, now)
-    report = dispatch.send_batch(rt, queued[0][1], now=now)
+    delivery.dispatch_due(rt, enqueue, now)
+    report = delivery.send_batch(rt, queued[0][1], now=now)
     # then 4 went out and the other 6 wait in the database for permits
     assert report.sent == 4 and report.deferred == 6
     assert states(engine, run_id) == {"sent": 4, "retry": 6}
@@ -233,7 +250,7 @@ def test_two_concurrent_ticks_create_each_run_once(runtime, engine, project, red
 
     def beat(rt):
         barrier.wait()
-        reports.append(dispatch.schedule_runs(rt, now))
+        reports.append(delivery.schedule_runs(rt, now))
     threads = [threading.Thread(target=beat, args=(rt,)) for rt in rts]
     for t in threads:
         t.start()
@@ -253,12 +270,14 @@ def test_missed_occurrence_older_than_expires_is_skipped(runtime, engine, projec
     project.write("config/campaigns/alert.yaml", (project.root / "config/campaigns/alert.yaml").read_text()
                   .replace("at: 2030-01-15 09:00", f"at: {occ:%Y-%m-%d %H:%M}")
                   .replace("Europe/Paris", "UTC")
-                  .replace("    template: alert\n    schedule:\n      at:", "    template: alert\n    expires: 1h\n    schedule:\n      at:"))
+                  .replace("    template: alert\n    schedule:\n      at:",
+                           "    template: alert\n    expires: 1h\n    schedule:\n      at:"))
     rt = Runtime(project.settings(), engine=engine, redis=redis_client)
     # given the beat was down since before the occurrence
+    from outreach.delivery import planner
     from outreach.store import scheduler_state
-    scheduler_state.advance_cursor(engine, dispatch.CURSOR, occ - timedelta(hours=1))
-    report = dispatch.schedule_runs(rt, datetime.now(UTC))
+    scheduler_state.advance_cursor(engine, planner.CURSOR, occ - timedelta(hours=1))
+    report = delivery.schedule_runs(rt, datetime.now(UTC))
     with engine.connect() as conn:
         got = dict(conn.execute(sa.select(runs.c.step, runs.c.status)).all())
     # then the email (expires 1h) was skipped and the tweet (no expiry) still runs
@@ -275,7 +294,7 @@ def test_local_time_step_gets_each_recipients_own_due_time(runtime, engine, proj
     rt = Runtime(project.settings(), engine=engine, redis=redis_client)
     occ = datetime(2030, 1, 15, 8, 0, tzinfo=UTC)  # 09:00 in Paris
     run_id = store.create_run(engine, "alert", "mail", occ)
-    dispatch.plan_run(rt, run_id)
+    delivery.plan_run(rt, run_id)
     with engine.connect() as conn:
         due = dict(conn.execute(sa.select(deliveries.c.recipient, deliveries.c.due_at)).all())
     assert due["tokyo@example.org"] == datetime(2030, 1, 15, 0, 0, tzinfo=UTC)    # 09:00 JST

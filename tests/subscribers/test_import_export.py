@@ -1,17 +1,16 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
 from outreach.errors import DataError
 from outreach.store import get_subscriber, get_tags, set_status
-from outreach.subscribers.csvfile import export_csv
 from outreach.store.schema import subscribers
+from outreach.subscribers.csvfile import export_csv
 from outreach.subscribers.fields import normalize_email
-
 from tests.store.helpers import csv_import
 
 HEADER = "email,name,city,country,timezone,language,tags,status,consent_source,consent_at,chapter\n"
@@ -44,7 +43,7 @@ def _file_with_every_bad_kind() -> tuple[bytes, dict[int, str]]:
             expected[line] = reason
         chunks.append(chunk)
 
-    for good, (bad, reason) in zip(GOOD * 5, BAD.items()):
+    for good, (bad, reason) in zip(GOOD * 5, BAD.items(), strict=False):
         add(good.encode())
         add(bad.encode(), reason)
     add(b"l@example.org,L\xff\xfe,,US,,,,,,,\n", "invalid UTF-8")
@@ -79,7 +78,7 @@ def test_imported_values_are_normalized(engine):
     # then the address, country, time, tags and attributes are in their stored forms
     assert row.email == "Ann@example.com"
     assert row.country == "US" and row.timezone == "America/Chicago" and row.status == "confirmed"
-    assert row.consent_at == datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+    assert row.consent_at == datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
     assert row.attrs == {"chapter": "SMU"}
     assert get_tags(engine, row.id) == ["advocacy", "supporter"]
 
@@ -155,7 +154,8 @@ def test_export_streams_the_import_format_and_round_trips(engine):
     out = io.StringIO()
     assert export_csv(engine, out) == 2
     text = out.getvalue()
-    assert text.splitlines()[0] == "email,name,city,region,country,timezone,language,tags,status,consent_source,consent_at,chapter"
+    assert text.splitlines()[0] == ("email,name,city,region,country,timezone,language,tags,status,consent_source,"
+                                    "consent_at,chapter")
     with engine.connect() as conn:
         before = {r.email: r._asdict() for r in conn.execute(sa.select(subscribers))}
     with engine.begin() as conn:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.campaigns.conftest import CAMPAIGN
+from tests.authoring.conftest import CAMPAIGN
 
 
 def errors(result) -> str:
@@ -159,7 +159,7 @@ def test_real_process_exits_1_without_traceback(project):
 def test_local_time_on_a_post_is_refused(project):
     project.campaign(CAMPAIGN.replace("      after: mail\n", "      after: mail\n      local_time: true\n"))
     out = errors(project.validate())
-    assert "local_time applies to email steps" in out
+    assert "local_time applies to steps sent per recipient: a tweet goes out once" in out
 
 
 def test_preview_finds_an_imported_subscriber_in_the_database(project, tmp_path):

@@ -8,14 +8,14 @@ import random
 import re
 import shutil
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.header import decode_header, make_header
 
 import pytest
 
 from outreach.channels.base import OutgoingEmail
-from outreach.errors import ChannelConfigurationError, PermanentError, RecipientRejected
 from outreach.channels.smtp.mime import build_email, clean_header_text, sign_dkim
+from outreach.errors import ChannelConfigurationError, PermanentError, RecipientRejected
 
 FROM = "Rights Watch <news@rights.example.org>"
 LONG_URL = "https://rights.example.org/unsubscribe/" + "Ab3_-" * 30 + "?sig=" + "f" * 64
@@ -40,10 +40,10 @@ HTML = "<html><body>" + "<p>" + "Read the recap &mdash; " * 200 + "</p><p>✊�
 
 
 def make(**kw) -> OutgoingEmail:
-    values = dict(to_addr="ana@example.net", to_name="Ana Lima", subject="Mid-year recap",
-                  html=HTML, text=TEXT, list_unsubscribe_url=LONG_URL,
-                  list_unsubscribe_mailto="unsub@rights.example.org",
-                  headers={"X-Campaign": "recap-2025", "X-Outreach-Delivery": "d-42"})
+    values = {"to_addr": "ana@example.net", "to_name": "Ana Lima", "subject": "Mid-year recap",
+                  "html": HTML, "text": TEXT, "list_unsubscribe_url": LONG_URL,
+                  "list_unsubscribe_mailto": "unsub@rights.example.org",
+                  "headers": {"X-Campaign": "recap-2025", "X-Outreach-Delivery": "d-42"}}
     values.update(kw)
     return OutgoingEmail(**values)
 
@@ -82,7 +82,7 @@ def text_of(part) -> str:
 
 def test_every_header_round_trips():
     # given an email with every header the builder writes
-    date = datetime(2025, 7, 1, 9, 30, tzinfo=timezone.utc)
+    date = datetime(2025, 7, 1, 9, 30, tzinfo=UTC)
     data = build_email(make(message_id="<abc.123@rights.example.org>"), FROM, "Team <team@rights.example.org>",
                        "rights.example.org", date)
     # when parsed back
@@ -137,7 +137,8 @@ def test_ascii_parts_go_unencoded_and_other_text_quoted_printable():
     assert text_of(part) == '<style>p { color: red }</style><p class="x">Dear Zo&#235; &#127757; &amp; friends</p>'
     assert html_module.unescape(text_of(part)) == html_module.unescape(html)
     # and latin text is quoted-printable
-    latin = roundtrip(build_email(make(text="Dear Zoë, thank you for standing with us.\n", html=html), FROM, None, "x.org"))
+    latin = roundtrip(build_email(make(text="Dear Zoë, thank you for standing with us.\n", html=html), FROM, None,
+                                  "x.org"))
     assert next(latin.iter_parts())["Content-Transfer-Encoding"] == "quoted-printable"
 
 

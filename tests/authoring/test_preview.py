@@ -66,7 +66,8 @@ def test_preview_prints_headers_parts_and_tweet_length(run):
 
 
 def test_subscriber_without_listed_mission_gets_the_search_advice(run):
-    result = run("preview", "forced-repatriation", "--step", "alert-email", "--subscriber", "lucas.oliveira@example.com")
+    result = run("preview", "forced-repatriation", "--step", "alert-email",
+                 "--subscriber", "lucas.oliveira@example.com")
     assert result.exit_code == 0, result.output
     assert "email Chinese embassy" in result.output
 

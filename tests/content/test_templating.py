@@ -8,9 +8,9 @@ import pytest
 from jinja2.exceptions import SecurityError
 
 from outreach.channels.base import OutgoingEmail
-from outreach.errors import TemplateRenderError
 from outreach.channels.smtp.mime import build_email
 from outreach.content.templating import Renderer, one_line
+from outreach.errors import TemplateRenderError
 from outreach.models import Subscriber
 
 

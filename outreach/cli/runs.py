@@ -1,0 +1,111 @@
+"""Commands about runs: `send`, `tick`, `status`, `resend-unknown`.
+
+`send` creates runs through the same functions the beat uses, so a manual send follows every
+rule a scheduled one does.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from . import Context
+
+
+@click.command()
+@click.argument("campaign")
+@click.option("--step", "step_id", default=None, help="Only this step (default: every step).")
+@click.option("--now", is_flag=True, help="Create the runs at this instant instead of on schedule.")
+@click.option("--dry-run", is_flag=True, help="Render every message and count; send and record nothing.")
+@click.option("--wait/--no-wait", default=False, help="Wait and show progress until the runs finish.")
+@click.pass_obj
+def send(obj: Context, campaign: str, step_id: str | None, now: bool, dry_run: bool, wait: bool) -> None:
+    """Send a campaign now (urgent alerts, tests) or rehearse it with --dry-run."""
+    from .. import delivery
+    from ..authoring.validation import validate
+    from ..delivery.rehearsal import dry_run as rehearse
+    from ..delivery.rehearsal import find_campaign, find_steps
+    from ..delivery.scheduling import now_utc
+    from ..errors import ValidationFailed
+
+    found = find_campaign(obj.settings, campaign)
+    steps = find_steps(found, step_id)
+    if dry_run:
+        rehearse(obj.settings, found, steps, click.echo)
+        return
+    if not now:
+        raise click.UsageError("add --now to send immediately; scheduled sends are made by `outreach beat`")
+    rt = obj.runtime()
+    # Nothing is sent from a campaign that does not validate.
+    if found.name not in rt.campaigns():
+        raise ValidationFailed(validate(obj.settings, [Path(found.source)]).problems)
+    found = rt.campaigns()[found.name]
+    run_ids = []
+    for step in steps:
+        run_id = delivery.create_run_now(rt, found, found.step(step.id))
+        click.echo(f"run {run_id}: {found.name}/{step.id} created" if run_id else
+                   f"{found.name}/{step.id}: a run for this instant already exists")
+        if run_id:
+            run_ids.append(run_id)
+    obj.celery()
+    from ..worker.tasks import enqueue
+
+    queued = delivery.dispatch_due(rt, enqueue, now_utc())
+    click.echo(f"queued now: {queued or 'nothing due yet'}; the beat queues later steps when due")
+    if wait and run_ids:
+        from .progress import watch
+
+        watch(rt, run_ids, click.echo)
+
+
+@click.command()
+@click.pass_obj
+def tick(obj: Context) -> None:
+    """Run one scheduler tick in this process (what the beat triggers every few seconds)."""
+    from .. import delivery
+
+    rt = obj.runtime()
+    obj.celery()
+    from ..worker.tasks import enqueue
+
+    report = delivery.tick(rt, enqueue)
+    click.echo(f"runs created: {len(report.created)}, skipped: {len(report.skipped)}, queued: {report.queued}")
+
+
+@click.command()
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@click.pass_obj
+def status(obj: Context, limit: int) -> None:
+    """Recent runs and their deliveries by state."""
+    from .progress import status_table
+
+    status_table(obj.runtime(), limit, click.echo)
+
+
+@click.command("resend-unknown")
+@click.argument("run_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def resend_unknown(obj: Context, run_id: int, yes: bool) -> None:
+    """Send again the deliveries of RUN_ID whose outcome is unknown.
+
+    Nothing resends them by itself: each may have arrived (the connection dropped after the
+    message went, or a worker died before recording it). Check with the provider first."""
+    from ..store import get_run, requeue_unknown, run_progress
+
+    with obj.engine() as engine:
+        run = get_run(engine, run_id)
+        if run is None:
+            raise click.ClickException(f"there is no run {run_id}; `outreach status` lists the recent runs")
+        count = run_progress(engine, run_id)["unknown"]
+        if not count:
+            click.echo(f"run {run_id} ({run.campaign}/{run.step}) has no delivery with an unknown outcome")
+            return
+        if not yes:
+            click.confirm(f"{count} deliveries of run {run_id} ({run.campaign}/{run.step}) may have arrived "
+                          "already; send them again?", abort=True)
+        moved = requeue_unknown(engine, run_id)
+        click.echo(f"{moved} deliveries of run {run_id} are pending again; the beat queues them on its next tick")
+
+
+COMMANDS = (send, tick, status, resend_unknown)

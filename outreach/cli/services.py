@@ -1,0 +1,78 @@
+"""Commands that run the services: `db upgrade`, `worker`, `beat`, `demo`.
+
+`worker` and `beat` exec Celery with our app.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ..worker.app import QUEUES
+from . import Context
+
+
+@click.group("db")
+def db() -> None:
+    """The SQL database (SQLite file or PostgreSQL)."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(obj: Context) -> None:
+    """Create or migrate the tables to the latest schema (safe to run again)."""
+    from ..store.db import display_url
+    from ..store.migrations import upgrade
+
+    with obj.engine(migrated=False) as engine:
+        revision = upgrade(engine)
+        click.echo(f"database {display_url(engine)} is at revision {revision} (latest)")
+
+
+@click.command()
+@click.option("--queues", "-Q", default=",".join(QUEUES), show_default=True,
+              help=f"Comma-separated queues: {', '.join(QUEUES)}.")
+@click.option("--concurrency", "-c", default=2, show_default=True, type=click.IntRange(1, 256),
+              help="Worker processes.")
+@click.option("--loglevel", "-l", default="info", show_default=True)
+@click.pass_obj
+def worker(obj: Context, queues: str, concurrency: int, loglevel: str) -> None:
+    """Start a Celery worker for the given queues."""
+    unknown = sorted(set(queues.split(",")) - set(QUEUES))
+    if unknown:
+        raise click.UsageError(f"unknown queue(s) {', '.join(unknown)}; use {', '.join(QUEUES)}")
+    app = obj.celery()
+    # a unique node name per worker: several workers of the same queues on one host must not
+    # answer each other's pings (Celery warns about duplicate node names)
+    app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "-l", loglevel, "-E",
+                     "-n", f"outreach-{queues.replace(',', '-')}-{os.getpid()}@%h"])
+
+
+@click.command()
+@click.option("--loglevel", "-l", default="info", show_default=True)
+@click.option("--schedule-file", default="var/celerybeat-schedule", show_default=True,
+              help="Where Celery beat keeps its state (must be writable).")
+@click.pass_obj
+def beat(obj: Context, loglevel: str, schedule_file: str) -> None:
+    """Start the single Celery beat that sends the periodic tick."""
+    path = obj.settings.path(Path(schedule_file))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    app = obj.celery()
+    app.start(["beat", "-l", loglevel, "-s", str(path)])
+
+
+@click.command()
+@click.option("--fresh", is_flag=True, help="Forget what earlier demo runs sent (deletes only the demo's own files).")
+@click.option("--timeout", default=100.0, show_default=True, type=click.FloatRange(1, 86_400),
+              help="Seconds to wait for deliveries.")
+@click.pass_obj
+def demo(obj: Context, fresh: bool, timeout: float) -> None:
+    """Run the whole pipeline locally: embedded Redis, SQLite, SMTP sink, X sandbox, a worker."""
+    from ..devtools.demo import run_demo
+
+    sys.exit(run_demo(obj.root.resolve(), fresh=fresh, timeout=timeout))
+
+
+COMMANDS = (db, worker, beat, demo)

@@ -1,0 +1,111 @@
+"""Commands about subscribers: `subscribers import/export`, `suppress`, `unsuppress`.
+
+`subscribers import` prints each skipped row as `FILE:LINE: reason` on stderr and still exits
+0 when at least one row was imported (or the file had no data rows); it exits 1 when the file
+cannot be read or has no usable header, or when every data row was bad.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import Context
+
+
+@click.group("subscribers")
+def subscribers() -> None:
+    """Import and export subscribers as CSV."""
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.pass_obj
+def import_(obj: Context, file: str) -> None:
+    """Add or update subscribers from a UTF-8 CSV file (or - for stdin).
+
+    \b
+    The header row names the columns: email (required), name, city, region (state or
+    province), country (ISO code such as US), timezone (IANA, such as America/Chicago),
+    language, tags (separated by ;), status (pending, confirmed, unsubscribed, bounced,
+    complained; new rows default to confirmed), consent_source, consent_at (ISO 8601). Other
+    columns are custom attributes.
+    \b
+    Known addresses are updated; empty cells keep the stored value. An unsubscribed person
+    is never re-subscribed by an import. Bad rows are listed on stderr as FILE:LINE: reason
+    and skipped; the others are imported (exit status 0). Exit status 1 when the file cannot
+    be read, has no usable header, or every row was bad.
+    """
+    from ..subscribers.csvfile import import_csv
+
+    def report(line: str) -> None:
+        click.echo(line, err=True)
+
+    with obj.engine() as engine:
+        if file == "-":
+            result = import_csv(engine, sys.stdin.buffer, "<stdin>", report)
+        else:
+            try:
+                stream = open(file, "rb")
+            except OSError as exc:
+                raise click.ClickException(f"cannot read {file}: {exc.strerror}") from None
+            with stream:
+                result = import_csv(engine, stream, file, report)
+    click.echo(f"{file}: {result}")
+    if result.skipped and not (result.inserted or result.updated):
+        raise click.ClickException(f"{file}: every row was rejected; nothing was imported")
+
+
+@subscribers.command("export")
+@click.argument("file", default="-", type=click.Path(dir_okay=False, allow_dash=True))
+@click.pass_obj
+def export(obj: Context, file: str) -> None:
+    """Write every subscriber as CSV (the import format) to FILE, or stdout with -."""
+    from ..subscribers.csvfile import export_csv
+
+    with obj.engine() as engine:
+        if file == "-":
+            count = export_csv(engine, sys.stdout)
+        else:
+            try:
+                out = open(file, "w", encoding="utf-8", newline="")
+            except OSError as exc:
+                raise click.ClickException(f"cannot write {file}: {exc.strerror}") from None
+            with out:
+                count = export_csv(engine, out)
+    click.echo(f"exported {count} subscribers", err=True)
+
+
+@click.command("suppress")
+@click.argument("email")
+@click.option("--reason", required=True, help="Why, e.g. 'asked by phone' or 'hard bounce'.")
+@click.option("--source", default="cli", show_default=True, help="Where the request came from.")
+@click.pass_obj
+def suppress(obj: Context, email: str, reason: str, source: str) -> None:
+    """Never send anything to EMAIL again, whatever campaign or segment."""
+    from ..store.suppressions import get_suppression
+    from ..store.suppressions import suppress as add
+
+    with obj.engine() as engine:
+        if add(engine, email, reason, source):
+            click.echo(f"suppressed {email}")
+        else:
+            row = get_suppression(engine, email)
+            click.echo(f"{email} was already suppressed since {row.created_at:%Y-%m-%d} ({row.reason})")
+
+
+@click.command("unsuppress")
+@click.argument("email")
+@click.pass_obj
+def unsuppress(obj: Context, email: str) -> None:
+    """Lift the suppression of EMAIL (its subscriber status still applies)."""
+    from ..store.suppressions import unsuppress as lift
+
+    with obj.engine() as engine:
+        if lift(engine, email):
+            click.echo(f"{email} is no longer suppressed")
+        else:
+            click.echo(f"{email} was not suppressed")
+
+
+COMMANDS = (subscribers, suppress, unsuppress)

@@ -1,0 +1,124 @@
+"""Scheduling and planning: which runs are due, and each run's deliveries.
+
+    tick ──▶ schedule_runs: due occurrences → create_run (unique) → plan_run
+    plan_run: one delivery per audience member (or one post), each with its own due time
+
+Correctness rests on the ledger, not on Celery: a run is created at most once (UNIQUE on
+campaign, step and occurrence), and planning is idempotent.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from .. import store
+from ..authoring.audience import Filter
+from ..authoring.campaigns import Campaign, Step
+from ..models import RunStatus
+from ..store import scheduler_state
+from ..store.audience import audience_select
+from .runtime import Runtime
+from .scheduling import local_due, now_utc, occurrences
+
+log = logging.getLogger(__name__)
+
+CURSOR = "tick"
+STUCK_PLANNING = timedelta(minutes=2)
+
+
+@dataclass
+class TickReport:
+    created: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    planned: dict[int, int] = field(default_factory=dict)
+    queued: dict[str, int] = field(default_factory=dict)
+
+
+def schedule_runs(rt: Runtime, now: datetime) -> TickReport:
+    """Create the runs of every occurrence that came due since the last tick.
+
+    Two beats racing, or a beat restarted, compute the same occurrences; UNIQUE(campaign,
+    step, occurrence) lets exactly one create each run. An occurrence missed while the beat
+    was down is created when it comes back, or recorded `skipped` when older than `expires`.
+    """
+    report = TickReport()
+    since = scheduler_state.get_cursor(rt.engine, CURSOR) or now - rt.settings.dispatch.catch_up
+    for campaign in rt.campaigns().values():
+        for step in campaign.steps:
+            for occ in occurrences(campaign, step, since, now):
+                late = step.expires is not None and now - occ > step.expires
+                run_id = store.create_run(rt.engine, campaign.name, step.id, occ,
+                                          status=RunStatus.SKIPPED if late else RunStatus.PLANNING)
+                if run_id is None:
+                    continue
+                (report.skipped if late else report.created).append(run_id)
+                if late:
+                    log.warning("run %s %s/%s at %s skipped: %s late (expires %s)", run_id, campaign.name,
+                                step.id, occ.isoformat(), now - occ, step.expires)
+                else:
+                    report.planned[run_id] = plan_run(rt, run_id)
+    scheduler_state.advance_cursor(rt.engine, CURSOR, now)
+    # A planner that died between creating and planning a run left it in `planning`;
+    # planning is idempotent, so finish the job.
+    for run_id in scheduler_state.stuck_runs(rt.engine, RunStatus.PLANNING, now - STUCK_PLANNING):
+        report.planned[run_id] = plan_run(rt, run_id)
+    return report
+
+
+def plan_run(rt: Runtime, run_id: int, due_at: datetime | None = None) -> int:
+    """Expand a run into its deliveries (idempotent); return how many were added.
+    `due_at` overrides every delivery's due time (the demo sends everything now)."""
+    run = store.get_run(rt.engine, run_id)
+    if run is None or run.status != RunStatus.PLANNING:
+        return 0
+    campaign = rt.campaigns().get(run.campaign)
+    step = find_step(campaign, run.step)
+    if campaign is None or step is None:
+        store.set_run_status(rt.engine, run_id, RunStatus.CANCELLED,
+                             note=f"campaign {run.campaign}/{run.step} no longer exists or does not validate")
+        return 0
+    channel = step.channel_class
+    account = channel.account_for(rt.settings, step.account)
+    if channel.per_recipient:
+        due: datetime | Callable[[str | None], datetime] = due_at or (
+            (lambda zone: local_due(campaign, step, run.occurrence, zone))
+            if step.schedule.local_time else run.occurrence)
+        select = step_audience(rt.segments(), campaign, step)
+        added = store.plan_deliveries(rt.engine, run_id, channel.name, account.name, select, due)
+    else:
+        added = 1 if store.add_delivery(rt.engine, run_id, channel.broadcast_recipient(account), channel.name,
+                                        account.name, due_at or run.occurrence) else 0
+    store.mark_run_planned(rt.engine, run_id)
+    log.info("planned run %s (%s/%s): %s deliveries", run_id, run.campaign, run.step, added)
+    return added
+
+
+def step_audience(segments: dict[str, Filter], campaign: Campaign, step: Step) -> sa.Select:
+    """Who a step sent per recipient goes to, as one SELECT: the campaign's audience. The
+    planner and `outreach audience --step` both ask here, so they cannot disagree."""
+    return audience_select(campaign.audience, segments)
+
+
+def create_run_now(rt: Runtime, campaign: Campaign, step: Step, now: datetime | None = None, *,
+                   occurrence: datetime | None = None, due_at: datetime | None = None) -> int | None:
+    """`outreach send --now`: a run of `step` at this instant (a relative step follows after
+    its delay), planned at once. None when a run of that occurrence already exists."""
+    now = (now or now_utc()).replace(microsecond=0)
+    occ = occurrence or now + (step.schedule.delay if step.schedule.after else timedelta(0))
+    run_id = store.create_run(rt.engine, campaign.name, step.id, occ)
+    if run_id is not None:
+        plan_run(rt, run_id, due_at=due_at)
+    return run_id
+
+
+def find_step(campaign: Campaign | None, step_id: str) -> Step | None:
+    if campaign is None:
+        return None
+    try:
+        return campaign.step(step_id)
+    except KeyError:
+        return None
