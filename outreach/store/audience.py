@@ -7,11 +7,14 @@ address is not suppressed are ever selected: those two conditions are added by
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import sqlalchemy as sa
 
 from ..authoring.audience import AttrValue, Audience, Filter, TagFilter, as_list
 from ..errors import ConfigurationError
 from ..models import SubscriberStatus
+from .db import AnyRow, AnySelect, Bind
 from .schema import subscriber_tags, subscribers
 from .suppressions import not_suppressed
 
@@ -24,7 +27,7 @@ def _tag_exists(tags: list[str]) -> sa.ColumnElement[bool]:
 def _attr_condition(key: str, value: AttrValue) -> sa.ColumnElement[bool]:
     # Custom attributes come from CSV, so they are stored as text: compare as text, and let a
     # YAML boolean match the usual ways a spreadsheet writes one.
-    stored = _s.c.attrs[key].as_string()
+    stored: sa.ColumnElement[str] = _s.c.attrs[key].as_string()
     if isinstance(value, bool):
         words = ("true", "yes", "y", "1") if value else ("false", "no", "n", "0")
         return sa.func.lower(stored).in_(words)
@@ -48,12 +51,12 @@ def filter_condition(flt: Filter) -> sa.ColumnElement[bool]:
         conds.extend(_tag_exists([tag]) for tag in tags.all)
         if tags.none:
             conds.append(~_tag_exists(tags.none))
-    for key, value in (flt.attrs or {}).items():
-        conds.append(_attr_condition(key, value))
+    for key, wanted in (flt.attrs or {}).items():
+        conds.append(_attr_condition(key, wanted))
     return sa.and_(sa.true(), *conds)
 
 
-def audience_select(audience: Audience | None, segments: dict[str, Filter]) -> sa.Select:
+def audience_select(audience: Audience | None, segments: dict[str, Filter]) -> AnySelect:
     """SELECT id, email, name, city, country, timezone, language, attrs of the audience, by id.
     Confirmed and not suppressed, always; then the segment and the filter, ANDed."""
     conds: list[sa.ColumnElement[bool]] = [_s.c.status == SubscriberStatus.CONFIRMED,
@@ -72,7 +75,7 @@ def audience_select(audience: Audience | None, segments: dict[str, Filter]) -> s
             .where(*conds).order_by(_s.c.id))
 
 
-def audience_count(bind: sa.Engine | sa.Connection, select: sa.Select) -> int:
+def audience_count(bind: Bind, select: AnySelect) -> int:
     stmt = sa.select(sa.func.count()).select_from(select.order_by(None).subquery())
     if isinstance(bind, sa.Connection):
         return bind.execute(stmt).scalar_one()
@@ -80,7 +83,7 @@ def audience_count(bind: sa.Engine | sa.Connection, select: sa.Select) -> int:
         return conn.execute(stmt).scalar_one()
 
 
-def audience_sample(bind: sa.Engine | sa.Connection, select: sa.Select, limit: int = 10) -> list[sa.Row]:
+def audience_sample(bind: Bind, select: AnySelect, limit: int = 10) -> Sequence[AnyRow]:
     if isinstance(bind, sa.Connection):
         return bind.execute(select.limit(limit)).all()
     with bind.connect() as conn:

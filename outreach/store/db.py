@@ -12,10 +12,19 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.engine.url import URL
 
 from ..errors import ConfigurationError
+
+# An engine (each call runs its own transaction) or a connection (the caller's transaction).
+Bind = Engine | sa.Connection
+# Rows and SELECTs over whole tables or mixed columns: SQLAlchemy types their columns as Any.
+AnyRow = sa.Row[*tuple[Any, ...]]
+AnySelect = sa.Select[*tuple[Any, ...]]
+# An INSERT that can say ON CONFLICT: the two dialects' classes share that API, not a base.
+UpsertInsert = postgresql.Insert | sqlite.Insert
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _SQLITE_BEGIN = "sqlite_begin"  # execution option: "IMMEDIATE" takes the write lock at BEGIN
@@ -77,7 +86,7 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
     engine = sa.create_engine(url, **kwargs)
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record) -> None:
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin: the module's
         # own implicit BEGIN breaks SAVEPOINT and transactional DDL (migrations).
         dbapi_conn.isolation_level = None
@@ -89,7 +98,7 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn) -> None:
+    def _on_begin(conn: sa.Connection) -> None:
         mode = conn.get_execution_options().get(_SQLITE_BEGIN, "")
         conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
@@ -103,13 +112,12 @@ def immediate(conn: sa.Connection) -> sa.Connection:
     return conn.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})
 
 
-def dialect_insert(bind: Engine | sa.Connection, table: sa.Table):
+def dialect_insert(bind: Bind, table: sa.Table) -> UpsertInsert:
     """INSERT with ON CONFLICT support (`on_conflict_do_nothing/do_update`) for the bind's
     database; both dialects spell it the same way in SQLAlchemy."""
     if bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif bind.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - normalize_url refuses other databases
-        raise ConfigurationError(f"unsupported database {bind.dialect.name!r}")
-    return insert(table)
+        return postgresql.insert(table)
+    if bind.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    # normalize_url refuses other databases
+    raise ConfigurationError(f"unsupported database {bind.dialect.name!r}")  # pragma: no cover

@@ -18,17 +18,16 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import Engine
 
 from ..models import ACTIVE_STATES, DeliveryState, EventKind, RunStatus
-from .db import dialect_insert, immediate
+from .db import AnyRow, AnySelect, Bind, dialect_insert, immediate
 from .schema import UTCDateTime, deliveries, delivery_events, runs, utcnow
 
-Bind = Engine | sa.Connection
+T = TypeVar("T")
 DueAt = datetime | Callable[[str | None], datetime]
 
 CLAIMABLE_STATES = (DeliveryState.PENDING, DeliveryState.RETRY, DeliveryState.QUEUED)
@@ -36,7 +35,7 @@ _NOT_SENT = tuple(s for s in DeliveryState if s is not DeliveryState.SENT)
 _d, _e, _r = deliveries, delivery_events, runs
 
 
-def _tx(bind: Bind, fn: Callable[[sa.Connection], Any]) -> Any:
+def _tx(bind: Bind, fn: Callable[[sa.Connection], T]) -> T:
     """Run `fn` in the caller's transaction, or in a new one committed on return."""
     if isinstance(bind, sa.Connection):
         return fn(bind)
@@ -86,11 +85,11 @@ def create_run(bind: Bind, campaign: str, step: str, occurrence: datetime,
     return _tx(bind, lambda conn: conn.execute(stmt).scalar())
 
 
-def get_run(bind: Bind, run_id: int) -> sa.Row | None:
+def get_run(bind: Bind, run_id: int) -> AnyRow | None:
     return _tx(bind, lambda conn: conn.execute(sa.select(_r).where(_r.c.id == run_id)).first())
 
 
-def find_run(bind: Bind, campaign: str, step: str, occurrence: datetime) -> sa.Row | None:
+def find_run(bind: Bind, campaign: str, step: str, occurrence: datetime) -> AnyRow | None:
     stmt = sa.select(_r).where(_r.c.campaign == campaign, _r.c.step == step, _r.c.occurrence == occurrence)
     return _tx(bind, lambda conn: conn.execute(stmt).first())
 
@@ -153,7 +152,7 @@ def run_progress(bind: Bind, run_id: int) -> dict[str, int]:
     """Deliveries of a run by state, every state present (0 when none). `unknown` counts the
     ones whose outcome nobody knows: shown to operators, never silently dropped."""
     stmt = sa.select(_d.c.state, sa.func.count()).where(_d.c.run_id == run_id).group_by(_d.c.state)
-    counts = dict.fromkeys(DeliveryState, 0)
+    counts: dict[str, int] = dict.fromkeys(DeliveryState, 0)
     counts.update(dict(_tx(bind, lambda conn: conn.execute(stmt).all())))
     return counts
 
@@ -164,7 +163,7 @@ PLAN_PARTS = 2  # PostgreSQL: insert in this many id ranges at once (one backend
 
 
 def plan_deliveries(bind: Bind, run_id: int, channel: str, account: str | None,
-                    audience: sa.Select, due_at: DueAt, parts: int = PLAN_PARTS) -> int:
+                    audience: AnySelect, due_at: DueAt, parts: int = PLAN_PARTS) -> int:
     """Insert one pending delivery per audience member; return how many were new.
 
     `audience` selects subscriber columns named `id`, `email` and `timezone` (see
@@ -181,7 +180,7 @@ def plan_deliveries(bind: Bind, run_id: int, channel: str, account: str | None,
     aud = audience.subquery("audience")
     now = utcnow()
 
-    def due_expression(conn: sa.Connection) -> sa.ColumnElement:
+    def due_expression(conn: sa.Connection) -> sa.ColumnElement[datetime]:
         if not callable(due_at):
             return sa.literal(due_at, _d.c.due_at.type)
         zones = conn.execute(sa.select(aud.c.timezone).distinct()).scalars().all()
@@ -190,7 +189,8 @@ def plan_deliveries(bind: Bind, run_id: int, channel: str, account: str | None,
         return (sa.case(whens, value=aud.c.timezone, else_=sa.literal(fallback, _d.c.due_at.type))
                 if whens else sa.literal(fallback, _d.c.due_at.type))
 
-    def insert(conn: sa.Connection, due: sa.ColumnElement, lo: int | None = None, hi: int | None = None) -> int:
+    def insert(conn: sa.Connection, due: sa.ColumnElement[datetime], lo: int | None = None,
+               hi: int | None = None) -> int:
         where = sa.true() if lo is None else aud.c.id.between(lo, hi)
         select = sa.select(
             sa.literal(run_id, _d.c.run_id.type), aud.c.id, aud.c.email,
@@ -234,7 +234,7 @@ def add_delivery(bind: Bind, run_id: int, recipient: str, channel: str, account:
     return _tx(bind, lambda conn: conn.execute(stmt).scalar())
 
 
-def get_delivery(bind: Bind, delivery_id: int) -> sa.Row | None:
+def get_delivery(bind: Bind, delivery_id: int) -> AnyRow | None:
     return _tx(bind, lambda conn: conn.execute(sa.select(_d).where(_d.c.id == delivery_id)).first())
 
 
@@ -317,7 +317,7 @@ _CLAIMED = [c for c in _d.c if not isinstance(c.type, UTCDateTime)]
 
 
 def claim(bind: Bind, ids: Iterable[int], worker: str, lease_until: datetime, *,
-          now: datetime | None = None, resend_unknown: bool = False) -> list[sa.Row]:
+          now: datetime | None = None, resend_unknown: bool = False) -> list[AnyRow]:
     """Take `ids` for sending; return the rows THIS call claimed (state `sending`, attempts
     incremented; every column but the timestamps, which a sender does not need and which
     cost more to convert than the rest of the row). A row is claimable when it is pending, retry or queued
@@ -329,7 +329,7 @@ def claim(bind: Bind, ids: Iterable[int], worker: str, lease_until: datetime, *,
     if not id_list:
         return []
 
-    def go(conn: sa.Connection) -> list[sa.Row]:
+    def go(conn: sa.Connection) -> list[AnyRow]:
         _settle_lost_sends(conn, id_list, now, resend_unknown)
         stmt = (sa.update(_d)
                 .where(_id_in(conn, id_list), _d.c.state.in_(CLAIMABLE_STATES), _d.c.due_at <= now)
@@ -500,6 +500,6 @@ def requeue_unknown(bind: Bind, run_id: int) -> int:
     return _tx(bind, go)
 
 
-def delivery_events_of(bind: Bind, delivery_id: int) -> list[sa.Row]:
+def delivery_events_of(bind: Bind, delivery_id: int) -> Sequence[AnyRow]:
     stmt = sa.select(_e).where(_e.c.delivery_id == delivery_id).order_by(_e.c.id)
     return _tx(bind, lambda conn: conn.execute(stmt).all())

@@ -10,8 +10,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from .db import dialect_insert
-from .ledger import Bind, _tx
+from .db import Bind, dialect_insert
+from .ledger import _tx
 from .schema import runs, scheduler_state
 
 

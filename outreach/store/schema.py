@@ -25,7 +25,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class UTCDateTime(sa.TypeDecorator):
+class UTCDateTime(sa.TypeDecorator[datetime]):
     """An aware UTC datetime in Python; TIMESTAMPTZ on PostgreSQL, canonical UTC text on SQLite
     (so equality and ordering work on the stored strings). Naive datetimes are refused: a
     scheduler that guesses a time zone sends at the wrong hour."""
@@ -43,7 +43,7 @@ class UTCDateTime(sa.TypeDecorator):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:

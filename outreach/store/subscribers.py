@@ -4,10 +4,10 @@ CSV files are read and written in `outreach.subscribers.csvfile`.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -15,17 +15,17 @@ from sqlalchemy.engine import Engine
 from ..errors import DataError
 from ..models import Subscriber, SubscriberStatus
 from ..subscribers.fields import make_subscriber, normalize_email
-from .db import dialect_insert
+from .db import AnyRow, Bind, dialect_insert
 from .schema import subscriber_tags, subscribers, suppressions, utcnow
 
-Bind = Engine | sa.Connection
+T = TypeVar("T")
 BATCH_SIZE = 1000
 # Columns an update leaves as stored when the new value is None ("not given").
 _KEPT = ("name", "city", "region", "country", "timezone", "language", "consent_source", "consent_at")
 _s, _t, _x = subscribers, subscriber_tags, suppressions
 
 
-def _read(bind: Bind, fn: Any) -> Any:
+def _read(bind: Bind, fn: Callable[[sa.Connection], T]) -> T:
     if isinstance(bind, sa.Connection):
         return fn(bind)
     with bind.connect() as conn:
@@ -138,7 +138,7 @@ def _by_address(email: str) -> sa.ColumnElement[bool]:
     return sa.func.lower(_s.c.email) == normalize_email(email).lower()
 
 
-def _subscriber(row: sa.Row, tags: Iterable[str]) -> Subscriber:
+def _subscriber(row: AnyRow, tags: Iterable[str]) -> Subscriber:
     return Subscriber(email=row.email, name=row.name, city=row.city, region=row.region, country=row.country,
                       timezone=row.timezone, language=row.language, tags=tuple(sorted(tags)),
                       attrs=MappingProxyType(dict(row.attrs or {})), status=SubscriberStatus(row.status),
@@ -227,7 +227,7 @@ def load_for_sending(bind: Bind, ids: Iterable[int]) -> dict[int, Loaded]:
         for row in conn.execute(rows_stmt):
             sub = _subscriber(row, tags.get(row.id, ()))
             excluded = ("suppressed" if row.suppressed else
-                        None if sub.status.receives else f"subscriber is {row.status}")  # type: ignore[union-attr]
+                        None if SubscriberStatus(row.status).receives else f"subscriber is {row.status}")
             out[row.id] = Loaded(sub, excluded)
         return out
     return _read(bind, go)

@@ -7,17 +7,17 @@ john@example.org, even though the subscriber table keeps the local part as it wa
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 
 from ..subscribers.fields import normalize_email
-from .db import dialect_insert
+from .db import AnyRow, Bind, dialect_insert
 from .schema import suppressions, utcnow
 
-Bind = Engine | sa.Connection
+T = TypeVar("T")
 
 
 def suppression_key(address: str) -> str:
@@ -25,7 +25,7 @@ def suppression_key(address: str) -> str:
     return normalize_email(address).lower()
 
 
-def _run(bind: Bind, fn):
+def _run(bind: Bind, fn: Callable[[sa.Connection], T]) -> T:
     if isinstance(bind, sa.Connection):
         return fn(bind)
     with bind.begin() as conn:
@@ -65,7 +65,7 @@ def suppressed_among(bind: Bind, addresses: Iterable[str]) -> set[str]:
     return {a for key in found for a in keys[key]}
 
 
-def get_suppression(bind: Bind, address: str) -> sa.Row | None:
+def get_suppression(bind: Bind, address: str) -> AnyRow | None:
     stmt = sa.select(suppressions).where(suppressions.c.address == suppression_key(address))
     return _run(bind, lambda conn: conn.execute(stmt).first())
 

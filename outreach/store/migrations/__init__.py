@@ -36,6 +36,14 @@ def _engine(engine_or_url: Engine | str, root: Path | str | None) -> tuple[Engin
     return make_engine(engine_or_url, root), True
 
 
+def _sqlite_pragma(conn: sa.Connection, pragma: str) -> None:
+    """Run a PRAGMA on the sqlite3 connection itself, outside SQLAlchemy (which would begin a
+    transaction first, and `foreign_keys` cannot change inside one)."""
+    driver_conn = conn.connection.driver_connection
+    assert driver_conn is not None  # None only once the connection is invalidated
+    driver_conn.execute(f"PRAGMA {pragma}")
+
+
 def upgrade(engine_or_url: Engine | str, revision: str = "head", root: Path | str | None = None) -> str | None:
     """Bring the database to `revision` (default: latest); return the revision it is now at."""
     engine, owned = _engine(engine_or_url, root)
@@ -49,14 +57,14 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head", root: Path | st
                 # keys on would cascade-delete the rows that refer to it (every delivery
                 # event). Its documented procedure: keys off outside the transaction, a
                 # foreign_key_check before commit (env.py), keys on again.
-                conn.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
+                _sqlite_pragma(conn, "foreign_keys = OFF")
             try:
                 with conn.begin():
                     cfg.attributes["connection"] = conn
                     command.upgrade(cfg, revision)
             finally:
                 if sqlite:
-                    conn.connection.driver_connection.execute("PRAGMA foreign_keys = ON")
+                    _sqlite_pragma(conn, "foreign_keys = ON")
         return current_revision(engine)
     finally:
         if owned:

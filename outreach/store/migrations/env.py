@@ -1,6 +1,7 @@
 """Alembic environment: runs on the connection `outreach.store.migrations.upgrade` passes in."""
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import context
 
 from outreach.store.db import make_engine
@@ -10,7 +11,7 @@ from outreach.store.schema import metadata
 config = context.config
 
 
-def _run(connection) -> None:
+def _run(connection: sa.Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
@@ -33,7 +34,7 @@ connection = config.attributes.get("connection")
 if connection is not None:
     _run(connection)
 else:  # `alembic -x` style use with sqlalchemy.url set on the Config
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    engine = make_engine(config.get_main_option("sqlalchemy.url", ""))
     with engine.connect() as conn:
         with conn.begin():
             _run(conn)
