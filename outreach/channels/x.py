@@ -50,7 +50,8 @@ _CONFIG_403 = ("permission", "not configured", "client-not-enrolled", "client fo
 
 def tweet_length(text: str) -> int:
     """Length as X counts it: URLs (even a bare `config.py`) 23, CJK/Hangul/emoji 2."""
-    return parse_tweet(text).weightedLength
+    length: int = parse_tweet(text).weightedLength  # twitter_text has no type hints
+    return length
 
 
 class _ApiSession(requests.Session):
@@ -63,17 +64,19 @@ class _ApiSession(requests.Session):
         self.api_base = api_base.rstrip("/")
         self.timeout = timeout
 
-    def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+    # narrower than Session.request (url: str | bytes): tweepy only ever passes a str
+    def request(self, method: str | bytes, url: str,  # type: ignore[override]
+                *args: Any, **kwargs: Any) -> requests.Response:
         parts = urlsplit(url)
         url = self.api_base + parts.path + (f"?{parts.query}" if parts.query else "")
         kwargs.setdefault("timeout", self.timeout)
         return super().request(method, url, *args, **kwargs)
 
 
-class XClient(tweepy.Client):
+class XClient(tweepy.Client):  # type: ignore[misc]  # tweepy has no type hints: Client is Any
     """tweepy.Client talking to `api_base` instead of tweepy's fixed host."""
 
-    def __init__(self, *args, api_base: str, timeout: float = 30.0, **kwargs) -> None:
+    def __init__(self, *args: Any, api_base: str, timeout: float = 30.0, **kwargs: Any) -> None:
         kwargs["return_type"] = requests.Response  # headers (rate limits) stay visible
         kwargs["wait_on_rate_limit"] = False
         super().__init__(*args, **kwargs)

@@ -142,7 +142,7 @@ class SmtpChannel(Channel):
             if part.get_content_maintype() == "multipart":
                 continue
             parts.append(f"--- part {part.get_content_type()} ({part['Content-Transfer-Encoding']}) ---")
-            parts.append(part.get_content())  # type: ignore[attr-defined]
+            parts.append(part.get_content())
         return "\n".join(parts)
 
     def preview_files(self, payload: OutgoingEmail) -> dict[str, bytes]:

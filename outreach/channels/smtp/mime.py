@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 from ...errors import ChannelConfigurationError, PermanentError, RecipientRejected
 
 if TYPE_CHECKING:
+    from ...settings import Dkim
     from ..base import OutgoingEmail
 
 __all__ = ["build_email", "sign_dkim", "make_message_id", "normalize_message_id", "clean_header_text",
@@ -361,11 +362,9 @@ def _private_key(path: str, mtime: float) -> bytes:
     return Path(path).read_bytes()
 
 
-def sign_dkim(message: bytes, dkim_settings) -> bytes:
+def sign_dkim(message: bytes, dkim_settings: Dkim) -> bytes:
     """Prepend a DKIM-Signature (rsa-sha256, relaxed/relaxed) over From, To, Subject, Date,
-    Message-ID, Reply-To, List-Unsubscribe(-Post), MIME-Version and Content-Type.
-
-    `dkim_settings` is a settings.Dkim (domain, selector, private_key_file)."""
+    Message-ID, Reply-To, List-Unsubscribe(-Post), MIME-Version and Content-Type."""
     import dkim  # dkimpy; imported here so plain sends do not pay for it
 
     path = Path(dkim_settings.private_key_file)
@@ -376,10 +375,10 @@ def sign_dkim(message: bytes, dkim_settings) -> bytes:
             f"cannot read the DKIM private key {path}: {exc.strerror}; fix dkim.private_key_file",
             path=str(path)) from None
     try:
-        signature = dkim.sign(message, dkim_settings.selector.encode("ascii"),
-                              dkim_settings.domain.encode("ascii"), key,
-                              canonicalize=(b"relaxed", b"relaxed"),
-                              include_headers=list(DKIM_HEADERS), linesep=b"\r\n")
+        signature: bytes = dkim.sign(message, dkim_settings.selector.encode("ascii"),
+                                     dkim_settings.domain.encode("ascii"), key,
+                                     canonicalize=(b"relaxed", b"relaxed"),
+                                     include_headers=list(DKIM_HEADERS), linesep=b"\r\n")
     except dkim.DKIMException as exc:
         raise ChannelConfigurationError(
             f"DKIM signing failed with key {path}: {exc}; check dkim.private_key_file "

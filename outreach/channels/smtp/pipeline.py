@@ -30,7 +30,7 @@ from itertools import chain
 from typing import Any
 
 from ...errors import DeliveryError, OutcomeUnknown, TransientError
-from .connection import BuiltEmail, SmtpConnection, data_bytes
+from .connection import BuiltEmail, Smtp, SmtpConnection, data_bytes
 from .replies import classify_reply
 
 Item = tuple[Any, BuiltEmail, DeliveryError | None]  # (key, built, build error)
@@ -89,7 +89,7 @@ def pipelined(connection: SmtpConnection, items: Iterator[Item]) -> Iterator[Out
 class _Session:
     """One connection's share of the conversation."""
 
-    def __init__(self, connection: SmtpConnection, conn: smtplib.SMTP) -> None:
+    def __init__(self, connection: SmtpConnection, conn: Smtp) -> None:
         self.server = connection.server
         self.conn = conn
         self.proven = getattr(conn, "sends", 0) > 0
@@ -134,7 +134,7 @@ class _Session:
                 if not parts:
                     self.done = True
                     return
-                self.conn.send(b"".join(parts))  # type: ignore[attr-defined]
+                self.conn.send(b"".join(parts))
         except (_Closed, smtplib.SMTPException, OSError) as exc:
             self.reason = str(exc) or type(exc).__name__
             yield from self._settle(item)
@@ -142,16 +142,16 @@ class _Session:
     def _read_one(self) -> Iterator[Outcome]:
         kind, item = self.owed[0]
         if kind == "ack":
-            self.conn.getreply()  # type: ignore[attr-defined]
+            self.conn.getreply()
             self.owed.popleft()
             return
         assert item is not None
         key, b, _ = item
         if kind == "final":
-            code, reply = self.conn.getreply()  # type: ignore[attr-defined]
+            code, reply = self.conn.getreply()
             self.owed.popleft()
             if code == 250:
-                self.conn.sends += 1  # type: ignore[attr-defined]
+                self.conn.sends += 1
                 self.proven = True
                 yield key, b, {}
                 return
@@ -161,7 +161,7 @@ class _Session:
                 raise _Closed(f"{code} {reply.decode('utf-8', 'replace')}")
             return
         # an envelope: all three replies are read before anything is decided
-        mail, rcpt, data = (self.conn.getreply() for _ in range(3))  # type: ignore[attr-defined]
+        mail, rcpt, data = (self.conn.getreply() for _ in range(3))
         self.owed.popleft()
         if mail[0] == 250 and rcpt[0] in (250, 251) and data[0] == 354:
             self.ready = item
