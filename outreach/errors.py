@@ -21,7 +21,12 @@ ships them between processes.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+# What __reduce__ returns: how to rebuild the exception, and with what arguments.
+_Reduced = tuple[Callable[..., "OutreachError"], tuple[Any, ...]]
 
 
 class OutreachError(Exception):
@@ -32,14 +37,14 @@ class OutreachError(Exception):
         self.message = message
         self.context = context
 
-    def __reduce__(self):  # keep context across pickling (Celery results, multiprocessing)
+    def __reduce__(self) -> _Reduced:  # keep context across pickling (Celery results, multiprocessing)
         return (_rebuild, (type(self), self.message, self.context))
 
     def __str__(self) -> str:
         return self.message
 
 
-def _rebuild(cls: type[OutreachError], message: str, context: dict) -> OutreachError:
+def _rebuild(cls: type[OutreachError], message: str, context: dict[str, object]) -> OutreachError:
     return cls(message, **context)
 
 
@@ -75,7 +80,7 @@ class ValidationFailed(ConfigurationError):
         super().__init__(summary, problems=problems, **context)
         self.problems = problems
 
-    def __reduce__(self):
+    def __reduce__(self) -> _Reduced:
         return (ValidationFailed, (self.problems,))
 
 
@@ -101,13 +106,14 @@ class RateLimited(TransientError):
         super().__init__(message, retry_after=retry_after, **context)
         self.retry_after = retry_after
 
-    def __reduce__(self):
+    def __reduce__(self) -> _Reduced:
         ctx = dict(self.context)
         retry_after = ctx.pop("retry_after")
         return (_rebuild_rate_limited, (type(self), self.message, retry_after, ctx))
 
 
-def _rebuild_rate_limited(cls, message, retry_after, ctx):
+def _rebuild_rate_limited(cls: type[RateLimited], message: str, retry_after: float,
+                          ctx: dict[str, object]) -> RateLimited:
     return cls(message, retry_after, **ctx)
 
 
@@ -129,13 +135,14 @@ class RecipientRejected(PermanentError):
         super().__init__(message, hard_bounce=hard_bounce, **context)
         self.hard_bounce = hard_bounce
 
-    def __reduce__(self):
+    def __reduce__(self) -> _Reduced:
         ctx = dict(self.context)
         hard = ctx.pop("hard_bounce")
         return (_rebuild_rejected, (type(self), self.message, hard, ctx))
 
 
-def _rebuild_rejected(cls, message, hard, ctx):
+def _rebuild_rejected(cls: type[RecipientRejected], message: str, hard: bool,
+                      ctx: dict[str, object]) -> RecipientRejected:
     return cls(message, hard, **ctx)
 
 
