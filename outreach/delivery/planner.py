@@ -13,13 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
-
 from .. import store
 from ..authoring.audience import Filter
 from ..authoring.campaigns import Campaign, Step
 from ..models import RunStatus
-from ..store import scheduler_state
+from ..store import AnySelect, scheduler_state
 from ..store.audience import audience_select
 from .runtime import Runtime
 from .scheduling import local_due, now_utc, occurrences
@@ -97,7 +95,7 @@ def plan_run(rt: Runtime, run_id: int, due_at: datetime | None = None) -> int:
     return added
 
 
-def step_audience(segments: dict[str, Filter], campaign: Campaign, step: Step) -> sa.Select:
+def step_audience(segments: dict[str, Filter], campaign: Campaign, step: Step) -> AnySelect:
     """Who a step sent per recipient goes to, as one SELECT: the campaign's audience. The
     planner and `outreach audience --step` both ask here, so they cannot disagree."""
     return audience_select(campaign.audience, segments)

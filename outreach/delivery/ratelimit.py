@@ -19,10 +19,10 @@ only means limits start afresh. Keys: `<prefix>:{<account>}:<count>/<period µs>
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 import redis as redis_lib
 
@@ -31,6 +31,8 @@ from ..errors import TransientError
 __all__ = ["Permit", "RateLimiter", "BUCKETS"]
 
 BUCKETS = 30
+P = ParamSpec("P")
+T = TypeVar("T")
 _SCRIPT = resources.files(__package__).joinpath("ratelimit.lua").read_text(encoding="utf-8")
 
 
@@ -54,7 +56,7 @@ class Permit:
 
 
 class RateLimiter:
-    def __init__(self, redis: redis_lib.Redis, key_prefix: str = "outreach:rl", buckets: int = BUCKETS) -> None:
+    def __init__(self, redis: redis_lib.Redis[Any], key_prefix: str = "outreach:rl", buckets: int = BUCKETS) -> None:
         self.redis = redis
         self.key_prefix = key_prefix
         self.buckets = buckets
@@ -109,7 +111,7 @@ class RateLimiter:
         return self._call(self._script, keys=keys, args=args)
 
     @staticmethod
-    def _call(fn, *args, **kwargs):
+    def _call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return fn(*args, **kwargs)
         except redis_lib.RedisError as exc:

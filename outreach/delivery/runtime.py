@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
+from typing import Any
 
 import redis as redis_lib
 from sqlalchemy.engine import Engine
@@ -26,7 +27,7 @@ from .ratelimit import RateLimiter
 
 class Runtime:
     def __init__(self, settings: Settings, *, engine: Engine | None = None,
-                 redis: redis_lib.Redis | None = None) -> None:
+                 redis: redis_lib.Redis[Any] | None = None) -> None:
         self.settings = settings
         self._engine = engine
         self._redis = redis
@@ -39,7 +40,7 @@ class Runtime:
         return self._engine or engine_for(self.settings)
 
     @cached_property
-    def redis(self) -> redis_lib.Redis:
+    def redis(self) -> redis_lib.Redis[Any]:
         return self._redis or redis_lib.Redis.from_url(self.settings.redis_url)
 
     @cached_property

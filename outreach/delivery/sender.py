@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-
 from .. import store
 from ..authoring.campaigns import Campaign, Step
 from ..channels.base import Channel, SendResult
@@ -29,6 +27,7 @@ from ..errors import (
     TemplateRenderError,
     TransientError,
 )
+from ..store import AnyRow
 from .planner import find_step
 from .runtime import Runtime
 from .scheduling import now_utc
@@ -59,7 +58,7 @@ def send_batch(rt: Runtime, ids: Sequence[int], now: datetime | None = None) -> 
     rows = store.claim(rt.engine, ids, rt.worker_id, now + rt.settings.dispatch.lease, now=now)
     report.claimed = len(rows)
     report.channel = rows[0].channel if rows else ""
-    by_run: dict[int, list[sa.Row]] = {}
+    by_run: dict[int, list[AnyRow]] = {}
     for row in rows:
         by_run.setdefault(row.run_id, []).append(row)
     for run_id, group in by_run.items():
@@ -68,7 +67,7 @@ def send_batch(rt: Runtime, ids: Sequence[int], now: datetime | None = None) -> 
     return report
 
 
-def _send_run_group(rt: Runtime, run_id: int, rows: list[sa.Row], report: BatchReport) -> None:
+def _send_run_group(rt: Runtime, run_id: int, rows: list[AnyRow], report: BatchReport) -> None:
     run = store.get_run(rt.engine, run_id)
     campaign = rt.campaigns().get(run.campaign) if run else None
     step = find_step(campaign, run.step) if run else None
@@ -121,7 +120,7 @@ def _send_run_group(rt: Runtime, run_id: int, rows: list[sa.Row], report: BatchR
 FLUSH_EVERY = 50  # sent outcomes recorded per transaction; bounds the `unknown`s a crash leaves
 
 
-def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, rows: list[sa.Row],
+def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, rows: list[AnyRow],
                recipients: dict[int, store.Loaded], sent: list[tuple[int, int, str | None]],
                report: BatchReport) -> None:
     """Compose and send `rows` in order through `channel.send_many`, recording each outcome.
@@ -134,7 +133,7 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, ro
     waiting = {row.id: row for row in rows}  # no outcome yet
     stop: list[tuple[str, datetime]] = []     # (why, until when) once the rest must wait
 
-    def payloads() -> Iterator[tuple[sa.Row, Any]]:
+    def payloads() -> Iterator[tuple[AnyRow, Any]]:
         for row in rows:
             if stop:
                 return
@@ -146,7 +145,7 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, ro
                 continue
             yield row, payload
 
-    def outcome(row: sa.Row, result: SendResult | Exception) -> None:
+    def outcome(row: AnyRow, result: SendResult | Exception) -> None:
         del waiting[row.id]
         if isinstance(result, SendResult):
             if result.progress:
@@ -207,7 +206,7 @@ def backoff(rt: Runtime, attempts: int) -> timedelta:
     return timedelta(seconds=random.uniform(cap / 2, cap))
 
 
-def _hold(rt: Runtime, rows: Sequence[sa.Row], error: str, until: datetime, report: BatchReport) -> None:
+def _hold(rt: Runtime, rows: Sequence[AnyRow], error: str, until: datetime, report: BatchReport) -> None:
     """Put rows back as `retry` until `until` without sending them (nothing was attempted)."""
     log.warning("holding %d deliveries until %s: %s", len(rows), until.isoformat(), error)
     for row in rows:
@@ -215,7 +214,7 @@ def _hold(rt: Runtime, rows: Sequence[sa.Row], error: str, until: datetime, repo
         report.retried += 1
 
 
-def _save_progress(rt: Runtime, row: sa.Row, exc: Exception) -> None:
+def _save_progress(rt: Runtime, row: AnyRow, exc: Exception) -> None:
     """A thread that failed halfway: remember which tweets were posted so the retry resumes."""
     posted = getattr(exc, "context", {}).get("posted_ids")
     if posted:

@@ -3,7 +3,7 @@ subscribers, suppressions, runs, deliveries and their events. SQL only: values a
 checked, and what a row means is in outreach.models."""
 from __future__ import annotations
 
-from .db import display_url, engine_for, make_engine, normalize_url
+from .db import AnyRow, AnySelect, Bind, display_url, engine_for, make_engine, normalize_url
 from .ledger import (
                      add_delivery,
                      cancel_run,
@@ -59,7 +59,7 @@ from .suppressions import (
 
 __all__ = [
     # engines and schema
-    "make_engine", "engine_for", "normalize_url", "display_url",
+    "Bind", "AnyRow", "AnySelect", "make_engine", "engine_for", "normalize_url", "display_url",
     "upgrade", "current_revision", "head_revision", "require_current", "metadata", "utcnow",
     # subscribers and suppressions
     "ImportResult", "Loaded", "upsert", "add_subscriber", "get_subscriber", "find_subscriber", "get_tags",
