@@ -35,7 +35,8 @@ class OutreachError(Exception):
     def __init__(self, message: str, **context: object) -> None:
         super().__init__(message)
         self.message = message
-        self.context = context
+        # whatever the raiser attached; a reader knows what type the key it asks for holds
+        self.context: dict[str, Any] = context
 
     def __reduce__(self) -> _Reduced:  # keep context across pickling (Celery results, multiprocessing)
         return (_rebuild, (type(self), self.message, self.context))

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
@@ -49,7 +50,7 @@ class Limit(Strict):
     period: timedelta
 
     @classmethod
-    def parse(cls, text: str) -> Limit:
+    def parse(cls, text: str | int) -> Limit:
         count, _, period = str(text).partition("/")
         if not count.strip().isdigit() or not period:
             raise ValueError(f"{text!r} is not a rate limit; write e.g. 14/1s, 50000/1d or 100/15m")
@@ -213,7 +214,10 @@ def _zone(name: str) -> ZoneInfo:
         raise ValueError(f"unknown time zone {name!r}; use an IANA name such as Europe/Paris") from None
 
 
-def _account(accounts: dict, name: str | None, kind: str):
+AccountT = TypeVar("AccountT")
+
+
+def _account(accounts: Mapping[str, AccountT], name: str | None, kind: str) -> AccountT:
     if name is None:
         if len(accounts) == 1:
             return next(iter(accounts.values()))
@@ -245,7 +249,7 @@ def _environment(root: Path, environ: dict[str, str] | None) -> dict[str, str]:
     return env
 
 
-def _set(tree: dict, keys: list[str], value: Any, variable: str) -> None:
+def _set(tree: dict[str, Any], keys: list[str], value: Any, variable: str) -> None:
     for k in keys[:-1]:
         tree = tree.setdefault(_existing_key(tree, k), {})
         if not isinstance(tree, dict):
@@ -253,7 +257,7 @@ def _set(tree: dict, keys: list[str], value: Any, variable: str) -> None:
     tree[_existing_key(tree, keys[-1])] = value
 
 
-def _existing_key(tree: dict, env_part: str) -> str:
+def _existing_key(tree: dict[str, Any], env_part: str) -> str:
     """The key of `tree` that a part of a variable name means: a variable name cannot hold
     `-` or lower case, so `NEWS_LETTERS` names an account written `news-letters` or `News`."""
     if env_part in tree:

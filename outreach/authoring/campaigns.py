@@ -115,7 +115,7 @@ class Step(Strict):
         return CHANNELS[self.channel]
 
     @property
-    def view(self) -> MappingProxyType:
+    def view(self) -> MappingProxyType[str, Any]:
         return MappingProxyType({"id": self.id, "channel": self.channel})
 
 
@@ -141,11 +141,11 @@ class Campaign(Strict):
         raise KeyError(step_id)
 
     @property
-    def view(self) -> MappingProxyType:
+    def view(self) -> MappingProxyType[str, Any]:
         """What templates see as `campaign` (read-only)."""
         return MappingProxyType({"name": self.name, "title": self.title or self.name, "data": self.data})
 
-    def line(self, loc: tuple) -> int | None:
+    def line(self, loc: yamlfile.Loc) -> int | None:
         return self._doc.line(loc) if self._doc else None
 
 
@@ -233,7 +233,8 @@ def _check_steps(campaign: Campaign, doc: yamlfile.Located) -> list[Problem]:
                                    f"use one of: {', '.join(close)}" if close else "add that step"))
             continue
         # follow the chain to find cycles (a → b → a never runs)
-        seen, cur = {step.id}, after
+        seen = {step.id}
+        cur: str | None = after
         while cur is not None:
             if cur in seen:
                 out.append(doc.problem(("steps", i, "schedule", "after"),

@@ -125,7 +125,7 @@ def _check_templates(settings: Settings, composer: Composer, campaign: Campaign,
         if key in checked:
             continue
         checked.add(key)
-        source, filename, _ = renderer.env.loader.get_source(renderer.env, name)  # type: ignore[union-attr]
+        source, filename, _ = renderer.loader.get_source(renderer.env, name)
         display = _rel(Path(filename))
         try:
             ast = renderer.env.parse(source, name, filename)
@@ -175,7 +175,7 @@ def _closure(renderer: Renderer, names: Iterable[str]) -> list[str]:
 
 
 def _parse(renderer: Renderer, name: str) -> nodes.Template:
-    source = renderer.env.loader.get_source(renderer.env, name)[0]  # type: ignore[union-attr]
+    source = renderer.loader.get_source(renderer.env, name)[0]
     try:
         return renderer.env.parse(source)
     except TemplateSyntaxError:
@@ -211,15 +211,15 @@ def _variable_problems(ast: nodes.Template, allowed: set[str], assigned: set[str
         ("organization",): (ORGANIZATION_FIELDS, "organization fields"),
         ("step",): (STEP_FIELDS, "step fields"),
     }
-    for node in ast.find_all(nodes.Getattr):
-        path = _attr_path(node.node)
+    for lookup in ast.find_all(nodes.Getattr):
+        path = _attr_path(lookup.node)
         if path is None or path[0] not in undeclared | allowed or path not in fields:
             continue
         known, what = fields[path]
-        if node.attr not in known:
-            dotted = ".".join(path + (node.attr,))
-            close = difflib.get_close_matches(node.attr, sorted(known), n=1)
-            yield (node.lineno, f"{dotted!r} is not provided: not one of the {what}",
+        if lookup.attr not in known:
+            dotted = ".".join(path + (lookup.attr,))
+            close = difflib.get_close_matches(lookup.attr, sorted(known), n=1)
+            yield (lookup.lineno, f"{dotted!r} is not provided: not one of the {what}",
                    f"did you mean {'.'.join(path + (close[0],))!r}?" if close else
                    (f"available: {', '.join(sorted(known))}" if known else None))
 

@@ -51,7 +51,7 @@ class Context:
 
             if not self.root.is_dir():
                 raise click.UsageError(f"--root {self.root}: no such directory")
-            self._settings = load_settings(self.root, self.config, **self.overrides)
+            self._settings = load_settings(self.root, self.config, environ=None, **self.overrides)
         return self._settings
 
     @contextmanager

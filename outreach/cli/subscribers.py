@@ -91,6 +91,7 @@ def suppress(obj: Context, email: str, reason: str, source: str) -> None:
             click.echo(f"suppressed {email}")
         else:
             row = get_suppression(engine, email)
+            assert row is not None  # add() has just found it suppressed
             click.echo(f"{email} was already suppressed since {row.created_at:%Y-%m-%d} ({row.reason})")
 
 

@@ -63,7 +63,9 @@ class Composer:
             return tuple(self.renderer.render(name, context) for name in names)
         assert subscriber is not None and links is not None
         real = links.__dict__
-        marks = {f: (self.cache.placeholders[f] if real[f] is not None else None) for f in LINK_FIELDS}
+        # None only where the recipient's own link is None, so Links(**marks) is a valid Links
+        marks: dict[str, Any] = {f: (self.cache.placeholders[f] if real[f] is not None else None)
+                                 for f in LINK_FIELDS}
         key = (campaign.name, step.id, names, tuple(v is None for v in marks.values()), plan.key(subscriber))
         cached = self.cache.get(key)
         if cached is None:

@@ -39,7 +39,7 @@ class Plan:
 
     fields: tuple[Path, ...]
 
-    def key(self, recipient: Subscriber) -> tuple:
+    def key(self, recipient: Subscriber) -> tuple[Any, ...]:
         out = []
         for path in self.fields:
             value = recipient.attrs.get(path[1]) if path[0] == "attrs" else getattr(recipient, path[0])

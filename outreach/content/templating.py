@@ -60,8 +60,9 @@ class Renderer:
 
     def __init__(self, templates_dir: Path, organization: Mapping[str, Any] | Any = None) -> None:
         self.templates_dir = templates_dir
+        self.loader = FileSystemLoader(str(templates_dir))
         self.env = _Sandbox(
-            loader=FileSystemLoader(str(templates_dir)),
+            loader=self.loader,
             undefined=StrictUndefined,
             autoescape=select_autoescape(enabled_extensions=("html", "htm"), default_for_string=False),
             # whitespace is left as written: text parts and tweets are whitespace-sensitive,
@@ -78,7 +79,7 @@ class Renderer:
         known = self._exists.get(name)
         if known is None:
             try:
-                self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+                self.loader.get_source(self.env, name)
                 known = True
             except TemplateNotFound:
                 known = False

@@ -100,7 +100,7 @@ def _records(stream: BinaryIO) -> Iterator[tuple[int, list[str] | None, str | No
             fields = parse(open_record)
         except csv.Error as exc:
             first = open_record[0]
-            error = next((x.error for x in open_record if x.error), None) or f"not valid CSV: {exc}"
+            error: str | None = next((x.error for x in open_record if x.error), None) or f"not valid CSV: {exc}"
             if len(open_record) > 1:  # the error may be on a later line: give those lines another go
                 replay.extendleft(reversed(open_record[1:]))
             open_record.clear()

@@ -151,4 +151,4 @@ def make_subscriber(values: Mapping[str, str | None], attrs: Mapping[str, str | 
     if problems:
         raise DataError("; ".join(problems))
     clean_attrs = {k: v.strip() for k, v in (attrs or {}).items() if v is not None and v.strip()}
-    return Subscriber(attrs=MappingProxyType(clean_attrs), **out)  # type: ignore[arg-type]
+    return Subscriber(attrs=MappingProxyType(clean_attrs), **out)
