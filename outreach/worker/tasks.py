@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING, Any
 
 from celery import shared_task
 from celery.signals import worker_process_shutdown
@@ -10,12 +11,15 @@ from celery.signals import worker_process_shutdown
 from .. import delivery
 from ..channels import channel_class
 
+if TYPE_CHECKING:
+    from ..delivery.runtime import Runtime
+
 log = logging.getLogger(__name__)
-_runtime = None
-_runtime_pid = None
+_runtime: Runtime | None = None
+_runtime_pid: int | None = None
 
 
-def runtime():
+def runtime() -> Runtime:
     """This process's Runtime (rebuilt after a fork: connections must not cross processes)."""
     global _runtime, _runtime_pid
     if _runtime is None or _runtime_pid != os.getpid():
@@ -31,8 +35,9 @@ def enqueue(channel: str, ids: list[int]) -> None:
     send_batch.apply_async(args=[ids], queue=channel_class(channel).queue)
 
 
-@shared_task(name="outreach.tick", ignore_result=True)
-def tick() -> dict:
+# celery has no type hints: its decorators are Any to mypy
+@shared_task(name="outreach.tick", ignore_result=True)  # type: ignore[untyped-decorator]
+def tick() -> dict[str, Any]:
     report = delivery.tick(runtime(), enqueue)
     if report.created or report.queued:
         log.info("tick: %s runs created, %s skipped, queued %s", len(report.created), len(report.skipped),
@@ -45,8 +50,8 @@ def tick() -> dict:
 RESCHEDULE_WITHIN = 60.0
 
 
-@shared_task(name="outreach.send_batch", ignore_result=True, acks_late=True)
-def send_batch(ids: list[int]) -> dict:
+@shared_task(name="outreach.send_batch", ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
+def send_batch(ids: list[int]) -> dict[str, Any]:
     report = delivery.send_batch(runtime(), ids)
     if report.deferred_ids and report.retry_after <= RESCHEDULE_WITHIN:
         # Ask again as soon as the limiter frees permits. Left to the tick, the rows wait for
@@ -57,7 +62,7 @@ def send_batch(ids: list[int]) -> dict:
     return report.__dict__
 
 
-@worker_process_shutdown.connect
+@worker_process_shutdown.connect  # type: ignore[untyped-decorator]
 def _close_channels(**_: object) -> None:
     from ..channels import close_shared
 
