@@ -32,6 +32,7 @@ from .fields import make_subscriber
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
+    from ..store import Bind
     from ..store.subscribers import ImportResult
 
 MAX_RECORD_LINES = 50  # an unclosed quote is reported after this many lines, not the whole file
@@ -176,7 +177,7 @@ def read_csv(stream: BinaryIO, filename: str,
         report(f"{filename}:{number}: {error}")
 
 
-def import_csv(bind: sa.Engine | sa.Connection, stream: BinaryIO, filename: str,
+def import_csv(bind: Bind, stream: BinaryIO, filename: str,
                report: Callable[[str], None] = lambda _: None,
                default_status: SubscriberStatus = DEFAULT_IMPORT_STATUS) -> ImportResult:
     """Stream a subscriber CSV (opened in binary) into the store; see the module docstring."""
