@@ -57,7 +57,7 @@ def plan_for(renderer: Renderer, names: list[str]) -> Plan | None:
         if name in seen:
             continue
         seen.add(name)
-        source = renderer.env.loader.get_source(renderer.env, name)[0]  # type: ignore[union-attr]
+        source = renderer.loader.get_source(renderer.env, name)[0]
         ast = renderer.env.parse(source)
         refs = list(meta.find_referenced_templates(ast))
         if None in refs:
