@@ -12,14 +12,13 @@ from rich.table import Table
 
 from .. import store
 from ..delivery.runtime import Runtime
+from ..models import FINAL_STATES
 from ..store.schema import runs
-
-DONE = ("sent", "failed", "skipped", "unknown")
 
 
 def _line(counts: dict[str, int]) -> tuple[int, int, str]:
     total = sum(counts.values())
-    done = sum(counts[s] for s in DONE)
+    done = sum(counts[s] for s in FINAL_STATES)
     text = (f"sent {counts['sent']}  retry {counts['retry']}  failed {counts['failed']}  "
             f"skipped {counts['skipped']}  unknown {counts['unknown']}  remaining {total - done}")
     return total, done, text

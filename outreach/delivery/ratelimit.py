@@ -56,7 +56,7 @@ class Permit:
 
 
 class RateLimiter:
-    def __init__(self, redis: redis_lib.Redis[Any], key_prefix: str = "outreach:rl", buckets: int = BUCKETS) -> None:
+    def __init__(self, redis: redis_lib.Redis, key_prefix: str = "outreach:rl", buckets: int = BUCKETS) -> None:
         self.redis = redis
         self.key_prefix = key_prefix
         self.buckets = buckets

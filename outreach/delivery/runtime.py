@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
-from typing import Any
 
 import redis as redis_lib
 from sqlalchemy.engine import Engine
@@ -27,7 +26,7 @@ from .ratelimit import RateLimiter
 
 class Runtime:
     def __init__(self, settings: Settings, *, engine: Engine | None = None,
-                 redis: redis_lib.Redis[Any] | None = None) -> None:
+                 redis: redis_lib.Redis | None = None) -> None:
         self.settings = settings
         self._engine = engine
         self._redis = redis
@@ -40,7 +39,7 @@ class Runtime:
         return self._engine or engine_for(self.settings)
 
     @cached_property
-    def redis(self) -> redis_lib.Redis[Any]:
+    def redis(self) -> redis_lib.Redis:
         return self._redis or redis_lib.Redis.from_url(self.settings.redis_url)
 
     @cached_property

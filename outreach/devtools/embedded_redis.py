@@ -127,7 +127,7 @@ class EmbeddedRedis:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def client(self, **kwargs: Any) -> redis_lib.Redis[Any]:
+    def client(self, **kwargs: Any) -> redis_lib.Redis:
         return redis_lib.Redis.from_url(self.url, **kwargs)
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -238,7 +238,7 @@ class EmbeddedRedis:
                     f"see {self.log_path}:\n{self._log_tail()}")
             time.sleep(0.02)
 
-    def _probe(self) -> redis_lib.Redis[bytes]:
+    def _probe(self) -> redis_lib.Redis:
         # One attempt, no backoff: redis-py's default retries would stretch a refused
         # connection into seconds.
         return redis_lib.Redis(unix_socket_path=str(self.socket_path), socket_timeout=1,
