@@ -48,7 +48,7 @@ def render(settings_root: Path, env: dict[str, str], database_url: str, k: int, 
     select = audience_select(campaign.audience, rt.segments()).limit(k)
     with rt.engine.connect() as conn:
         ids = [r.id for r in conn.execute(select)]
-    loaded = load_for_sending(rt.engine, ids)
+    loaded = load_for_sending(rt.engine, ids, settings.subscribers.attributes)
     channel = SmtpChannel(SmtpChannel.account_for(settings, step.account))
     t0 = time.process_time()
     messages = []
@@ -57,7 +57,7 @@ def render(settings_root: Path, env: dict[str, str], database_url: str, k: int, 
         messages.append((built.to_addr, built.data))
     cpu = time.process_time() - t0
     rt.engine.dispose()
-    out.write_bytes(pickle.dumps((channel.envelope_from, messages)))
+    out.write_bytes(pickle.dumps((channel.server.envelope_from, messages)))
     return len(messages), cpu / max(len(messages), 1) * 1e6, sum(len(m) for _, m in messages) / max(len(messages), 1)
 
 

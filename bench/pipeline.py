@@ -27,6 +27,7 @@ from bench.machine import code_id
 from bench.project import CAMPAIGN, child_env, make_project
 from bench.sink import SmtpSink
 from outreach import store
+from outreach.models import ACTIVE_STATES
 from outreach.store.schema import deliveries, delivery_events, runs
 
 
@@ -181,7 +182,7 @@ def _run_pipeline(result: PipelineResult, kind: str, root: Path, url: str, engin
         last_sent, last_change = -1, time.monotonic()
         while True:
             counts = store.run_progress(engine, run_row.id)
-            active = sum(counts[s] for s in store.ACTIVE_STATES)
+            active = sum(counts[s] for s in ACTIVE_STATES)
             if active == 0:
                 result.complete = True
                 break
@@ -233,7 +234,7 @@ def _collect(result: PipelineResult, engine: sa.Engine, run_id: int) -> None:
     with engine.connect() as conn:
         run_row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).one()
         result.states = dict(conn.execute(
-            sa.select(d.c.state, sa.func.count()).where(d.c.run_id == run_id).group_by(d.c.state)))
+            sa.select(d.c.state, sa.func.count()).where(d.c.run_id == run_id).group_by(d.c.state)).all())
         result.planned = sum(result.states.values())
         stamps = [_aware(t) for t in conn.execute(
             sa.select(d.c.updated_at).where(d.c.run_id == run_id, d.c.state == "sent")).scalars()]

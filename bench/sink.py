@@ -95,7 +95,7 @@ class SmtpSink:
         assert self.proc and self.proc.stdout
         buf = b""
         while True:
-            chunk = self.proc.stdout.read1(4096)
+            chunk = self.proc.stdout.read1(4096)  # type: ignore[attr-defined]  # a BufferedReader: Popen without text=True
             if not chunk:
                 return
             buf += chunk

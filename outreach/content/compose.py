@@ -33,6 +33,7 @@ class Composer:
         self.cache = RenderCache()
         self._use_cache = cache
         self._plans: dict[tuple[str, ...], Plan | None] = {}
+        self._escapes: dict[tuple[str, ...], tuple[bool, ...]] = {}
 
     def exists(self, template: str) -> bool:
         return self.renderer.exists(template)
@@ -43,10 +44,10 @@ class Composer:
     def for_templates(self, subscriber: Subscriber) -> Subscriber:
         """Declared custom attributes are always present (None when unknown), so a template
         can write `subscriber.attrs.chapter or "..."` without tripping StrictUndefined."""
-        missing = [a for a in self._attributes if a not in subscriber.attrs]
-        if not missing:
+        attrs = subscriber.attrs
+        if all(a in attrs for a in self._attributes):  # as store.load_for_sending makes them
             return subscriber
-        return subscriber.replace(attrs={**subscriber.attrs, **dict.fromkeys(missing)})
+        return subscriber.replace(attrs={**dict.fromkeys(self._attributes), **attrs})
 
     def render(self, campaign: Any, step: Any, templates: Sequence[str], subscriber: Subscriber | None = None,
                links: Links | None = None) -> tuple[str, ...]:
@@ -71,7 +72,10 @@ class Composer:
         if cached is None:
             context = self.renderer.context(campaign, step, subscriber, Links(**marks))
             cached = self.cache.put(key, tuple(self.renderer.render(name, context) for name in names))
-        return self.cache.fill(cached, real, tuple(self.renderer.autoescapes(name) for name in names))
+        escapes = self._escapes.get(names)
+        if escapes is None:
+            escapes = self._escapes[names] = tuple(self.renderer.autoescapes(name) for name in names)
+        return self.cache.fill(cached, real, escapes)
 
     def html_to_text(self, html: str) -> str:
         """A readable text part for an email whose template has none."""

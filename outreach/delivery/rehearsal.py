@@ -129,7 +129,8 @@ def dry_run(settings: Settings, campaign: Campaign, steps: Sequence[Step], echo:
         with engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(select)
             for chunk in result.partitions(BATCH):
-                for item in load_for_sending(engine, [r.id for r in chunk]).values():
+                loaded = load_for_sending(engine, [r.id for r in chunk], settings.subscribers.attributes)
+                for item in loaded.values():
                     try:
                         payload = kind.compose(composer, campaign, step, item.subscriber)
                         kind.validate(payload)

@@ -85,7 +85,8 @@ def _send_run_group(rt: Runtime, run_id: int, rows: list[AnyRow], report: BatchR
     recipients: dict[int, store.Loaded] = {}
     sendable = rows
     if step.channel_class.per_recipient:
-        recipients = store.load_for_sending(rt.engine, [r.subscriber_id for r in rows if r.subscriber_id])
+        recipients = store.load_for_sending(rt.engine, [r.subscriber_id for r in rows if r.subscriber_id],
+                                            rt.settings.subscribers.attributes)
         sendable = []
         for row in rows:
             loaded = recipients.get(row.subscriber_id) if row.subscriber_id else None

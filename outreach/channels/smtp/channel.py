@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from email.utils import parseaddr
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ...content.templating import one_line
@@ -37,6 +38,12 @@ if TYPE_CHECKING:
     from ...models import Subscriber
 
 __all__ = ["BuiltEmail", "SmtpChannel"]
+
+
+@lru_cache(maxsize=256)
+def _template_files(template: str) -> dict[str, str]:  # asked once per message: made once (do not mutate)
+    return {"subject": f"email/{template}/subject.txt", "html": f"email/{template}/body.html",
+            "text": f"email/{template}/body.txt"}
 
 
 class SmtpChannel(Channel):
@@ -70,8 +77,7 @@ class SmtpChannel(Channel):
 
     @classmethod
     def template_files(cls, template: str) -> dict[str, str]:
-        return {"subject": f"email/{template}/subject.txt", "html": f"email/{template}/body.html",
-                "text": f"email/{template}/body.txt"}
+        return _template_files(template)
 
     @classmethod
     def compose(cls, composer: Composer, campaign: Campaign, step: Step, subscriber: Subscriber | None,
