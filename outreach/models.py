@@ -109,6 +109,9 @@ class Subscriber:
     consent_source: str | None = None
     consent_at: datetime | None = None
     id: int | None = None               # the store's id, once stored
+    # The random value that links in this person's email carry instead of the address (see
+    # content/links.py); made by the database when the row is inserted, never shown to anyone.
+    link_id: str | None = None
 
     @property
     def first_name(self) -> str | None:
@@ -128,7 +131,7 @@ class Subscriber:
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Subscriber))
 # Columns of a subscriber CSV (the rest of a file's columns are custom attributes).
-CSV_COLUMNS = tuple(f for f in _FIELDS if f not in ("attrs", "id"))
+CSV_COLUMNS = tuple(f for f in _FIELDS if f not in ("attrs", "id", "link_id"))
 # What a template may read on `subscriber`: personal data it needs, not the bookkeeping.
-TEMPLATE_FIELDS = frozenset(_FIELDS) - {"status", "consent_source", "consent_at", "id"} | {
+TEMPLATE_FIELDS = frozenset(_FIELDS) - {"status", "consent_source", "consent_at", "id", "link_id"} | {
     "first_name", "country_name"}

@@ -155,6 +155,51 @@ class Subscribers(Strict):
     attributes: list[str] = Field(default_factory=list)
 
 
+# --- the web process (outreach web) -------------------------------------------------------
+
+def _origin(value: str) -> str:
+    m = re.fullmatch(r"(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?/?", value.strip())
+    if not m:
+        raise ValueError(f"{value!r} is not an origin; write e.g. https://www.example.org (scheme and host, "
+                         "no path)")
+    return value.strip().rstrip("/").lower()
+
+
+class Web(Strict):
+    """`outreach web`: the subscriber pages (unsubscribe, view online, sign-up, preferences)."""
+
+    # Sites that may show the sign-up form in a frame (CSP frame-ancestors) and post to
+    # /api/subscribe from a browser (CORS), e.g. https://www.example.org. Empty: none.
+    embed_origins: list[str] = Field(default_factory=list)
+    # Proxies (the TLS terminator) whose X-Forwarded-For and X-Forwarded-Proto are believed:
+    # the client address they name is what the sign-up limits count.
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+    # Sign-ups (each may send a confirmation email) per address and per client address.
+    signup_limits_per_address: list[Limit] = Field(default_factory=lambda: [Limit.parse("3/1h"),
+                                                                            Limit.parse("5/1d")])
+    signup_limits_per_client: list[Limit] = Field(default_factory=lambda: [Limit.parse("30/1h")])
+    # How long the link in a confirmation email works, and the email account that sends it
+    # (default: email.default_account).
+    confirm_expires: timedelta = timedelta(days=7)
+    confirm_account: str | None = None
+
+    _norm_limits = field_validator("signup_limits_per_address", "signup_limits_per_client", mode="before")(_limits)
+
+    @field_validator("embed_origins", mode="before")
+    @classmethod
+    def _origins(cls, v: Any) -> Any:
+        return [_origin(o) if isinstance(o, str) else o for o in v] if isinstance(v, list) else v
+
+    @field_validator("confirm_expires", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v) if isinstance(v, str) else v
+
+
+# A topic's label: one text, or one per language ({en: Events, ko: 행사}).
+TopicLabel = str | dict[str, str]
+
+
 class Settings(Strict):
     root: Path = Path(".")
     organization: Organization = Organization()
@@ -163,6 +208,9 @@ class Settings(Strict):
     database_url: str = "sqlite:///var/outreach.db"
     redis_url: str = "redis://127.0.0.1:6379/0"
     secret_key: str | None = Field(default=None, exclude=True, repr=False)
+    # Keys that signed links before the current one (OUTREACH_PREVIOUS_SECRET_KEYS, comma-
+    # separated): links they made still verify. Keep a replaced key here for at least 60 days.
+    previous_secret_keys: list[str] = Field(default_factory=list, exclude=True, repr=False)
     campaigns_dir: Path = Path("config/campaigns")
     templates_dir: Path = Path("templates")
     data_dir: Path = Path("config")
@@ -171,6 +219,10 @@ class Settings(Strict):
     dispatch: Dispatch = Dispatch()
     subscribers: Subscribers = Subscribers()
     segments: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Tags a subscriber may choose on the preferences page and the sign-up form, with their
+    # labels; a campaign reaches only those who chose one by filtering on its tag.
+    topics: dict[str, TopicLabel] = Field(default_factory=dict)
+    web: Web = Web()
     # Where a channel whose account cannot send for real (an X account without credentials)
     # records what it would send instead, per channel (SANDBOX/x/tweets.jsonl): the demo's
     # sandbox. Unset (the default), such an account is an error naming the variables to set.
@@ -181,6 +233,37 @@ class Settings(Strict):
     def _tz(cls, v: str) -> str:
         _zone(v)
         return v
+
+    @field_validator("previous_secret_keys", mode="before")
+    @classmethod
+    def _comma_list(cls, v: Any) -> Any:
+        return [k.strip() for k in v.split(",") if k.strip()] if isinstance(v, str) else v
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", v.strip()):
+            raise ValueError(f"{v!r} is not the web process's public address; write e.g. https://news.example.org")
+        return v.strip().rstrip("/")
+
+    @field_validator("topics")
+    @classmethod
+    def _topics(cls, v: dict[str, TopicLabel]) -> dict[str, TopicLabel]:
+        for tag in v:
+            if not tag or len(tag) > 100 or ";" in tag or tag != tag.strip():
+                raise ValueError(f"topic {tag!r} is not a tag; use a short word such as events")
+        return v
+
+    def topic_label(self, tag: str, language: str) -> str:
+        """A topic's label in `language` (else English, else any, else the tag itself)."""
+        label = self.topics.get(tag, tag)
+        if isinstance(label, str):
+            return label
+        return label.get(language) or label.get("en") or next(iter(label.values()), tag)
+
+    def link_keys(self) -> tuple[str, list[str]]:
+        """(the key that signs links now, the keys whose links still verify)."""
+        return self.require_secret_key(), list(self.previous_secret_keys)
 
     def path(self, p: Path) -> Path:
         return p if p.is_absolute() else self.root / p
@@ -235,7 +318,7 @@ def _account(accounts: Mapping[str, AccountT], name: str | None, kind: str) -> A
 # --- layering ------------------------------------------------------------------------------
 
 # Top-level keys that may be overridden by OUTREACH_<KEY>; nested keys by OUTREACH__A__B.
-_ENV_KEYS = ("database_url", "redis_url", "base_url", "secret_key", "timezone")
+_ENV_KEYS = ("database_url", "redis_url", "base_url", "secret_key", "previous_secret_keys", "timezone")
 _SMTP_SECRETS = ("password", "username")
 _X_SECRETS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret", "user_token")
 
@@ -286,7 +369,7 @@ def load_settings(root: Path | str = ".", config_file: Path | str | None = None,
         data = dict(doc.data)
     elif config_file:
         raise ConfigurationError(f"settings file {display} does not exist")
-    for secret in ("secret_key", "password"):
+    for secret in ("secret_key", "previous_secret_keys", "password"):
         if secret in data:
             raise ValidationFailed([doc.problem((secret,), "secrets may not live in YAML",
                                                 f"set OUTREACH_{secret.upper()} in the environment or .env")])

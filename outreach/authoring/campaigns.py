@@ -9,7 +9,7 @@ import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -23,6 +23,7 @@ from pydantic import (
 
 from ..channels import CHANNELS, Channel
 from ..errors import Problem
+from ..models import SubscriberStatus
 from ..settings import Settings, Strict, _zone, parse_duration
 from . import yamlfile
 from .audience import Audience
@@ -102,6 +103,11 @@ class Step(Strict):
     expires: timedelta | None = None
 
     _expires = field_validator("expires", mode="before")(_duration)
+
+    # Set only by the built-in steps (delivery/system.py), never by a YAML file: whom the last
+    # check before sending lets through, and whether its links include `links.confirm`.
+    reaches: ClassVar[frozenset[SubscriberStatus]] = frozenset({SubscriberStatus.CONFIRMED})
+    confirms: ClassVar[bool] = False
 
     @field_validator("channel")
     @classmethod

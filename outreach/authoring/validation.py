@@ -18,6 +18,7 @@ from jinja2 import TemplateSyntaxError, meta, nodes
 
 from ..channels.base import RECIPIENT_CONTEXT, Channel
 from ..content.compose import Composer
+from ..content.links import LINK_FIELDS as _LINKS
 from ..content.links import LinkSigner
 from ..content.templating import Renderer
 from ..errors import (
@@ -33,7 +34,7 @@ from ..subscribers.samples import sample_subscribers
 from .audience import Filter, segments_for
 from .campaigns import Campaign, CampaignSet, Step, load_campaigns
 
-LINK_FIELDS = frozenset({"unsubscribe", "view_in_browser", "unsubscribe_mailto"})
+LINK_FIELDS = frozenset(_LINKS)  # content/links.py is the one list
 ORGANIZATION_FIELDS = frozenset({"name", "postal_address", "website"})
 STEP_FIELDS = frozenset({"id", "channel"})
 CAMPAIGN_FIELDS = frozenset({"name", "title", "data"})

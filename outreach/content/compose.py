@@ -39,7 +39,7 @@ class Composer:
         return self.renderer.exists(template)
 
     def links(self, subscriber: Subscriber, campaign: Any, step: Any, mailto: str | None = None) -> Links:
-        return self.signer.links(subscriber.email, campaign.name, step.id, mailto)
+        return self.signer.links(subscriber.link_id, campaign.name, step.id, mailto, confirm=step.confirms)
 
     def for_templates(self, subscriber: Subscriber) -> Subscriber:
         """Declared custom attributes are always present (None when unknown), so a template

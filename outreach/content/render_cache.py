@@ -26,9 +26,9 @@ from jinja2 import meta, nodes
 from markupsafe import escape
 
 from ..models import TEMPLATE_FIELDS, Subscriber
+from .links import LINK_FIELDS
 from .templating import Renderer
 
-LINK_FIELDS = ("unsubscribe", "view_in_browser", "unsubscribe_mailto")
 _NONDETERMINISTIC = frozenset({"random", "lipsum"})
 Path = tuple[str, ...]
 

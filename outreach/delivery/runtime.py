@@ -52,7 +52,8 @@ class Runtime:
         catalog saw a file change."""
         generation = self.catalog.generation
         if self._composer is None or self._composer[0] != generation:
-            signer = LinkSigner(self.settings.require_secret_key(), self.settings.base_url)
+            key, previous = self.settings.link_keys()
+            signer = LinkSigner(key, self.settings.base_url, previous)
             self._composer = (generation, Composer(self.settings, signer))
         return self._composer[1]
 
@@ -61,7 +62,19 @@ class Runtime:
         return f"{os.uname().nodename}:{os.getpid()}"
 
     def campaigns(self) -> dict[str, Campaign]:
+        """The campaigns of config/campaigns/ that validate: what the beat schedules."""
         return self.catalog.campaigns()
+
+    def campaign(self, name: str) -> Campaign | None:
+        """A campaign by name, the built-in ones (delivery/system.py) included: what a run or
+        a link names may be either."""
+        return self.campaigns().get(name) or self._system.get(name)
+
+    @cached_property
+    def _system(self) -> dict[str, Campaign]:
+        from .system import system_campaigns
+
+        return system_campaigns(self.settings)
 
     def segments(self) -> dict[str, Filter]:
         return self.catalog.segments()

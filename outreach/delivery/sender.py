@@ -69,7 +69,7 @@ def send_batch(rt: Runtime, ids: Sequence[int], now: datetime | None = None) -> 
 
 def _send_run_group(rt: Runtime, run_id: int, rows: list[AnyRow], report: BatchReport) -> None:
     run = store.get_run(rt.engine, run_id)
-    campaign = rt.campaigns().get(run.campaign) if run else None
+    campaign = rt.campaign(run.campaign) if run else None  # a built-in one too (delivery/system.py)
     step = find_step(campaign, run.step) if run else None
     if campaign is None or step is None:
         # Someone broke the YAML mid-run: hold the deliveries, don't fail them.
@@ -86,7 +86,7 @@ def _send_run_group(rt: Runtime, run_id: int, rows: list[AnyRow], report: BatchR
     sendable = rows
     if step.channel_class.per_recipient:
         recipients = store.load_for_sending(rt.engine, [r.subscriber_id for r in rows if r.subscriber_id],
-                                            rt.settings.subscribers.attributes)
+                                            rt.settings.subscribers.attributes, step.reaches)
         sendable = []
         for row in rows:
             loaded = recipients.get(row.subscriber_id) if row.subscriber_id else None

@@ -1,9 +1,10 @@
 """Audiences in SQL: a campaign's segment and filter (authoring/audience.py) compiled to one
 SELECT over subscribers.
 
-Whatever a filter or segment says, only subscribers whose status receives mail and whose
-address is not suppressed are ever selected: those two conditions are added by
-`audience_select` itself, not by the filters, so no campaign can forget them.
+Whatever a filter or segment says, only subscribers whose status receives mail, whose
+address is not suppressed and who have not paused their email are ever selected: those
+conditions are added by `audience_select` itself, not by the filters, so no campaign can
+forget them.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ..authoring.audience import AttrValue, Audience, Filter, TagFilter, as_list
 from ..errors import ConfigurationError
 from ..models import SubscriberStatus
 from .db import AnyRow, AnySelect, Bind
-from .schema import subscriber_tags, subscribers
+from .schema import subscriber_tags, subscribers, utcnow
 from .suppressions import not_suppressed
 
 _s, _t = subscribers, subscriber_tags
@@ -58,9 +59,11 @@ def filter_condition(flt: Filter) -> sa.ColumnElement[bool]:
 
 def audience_select(audience: Audience | None, segments: dict[str, Filter]) -> AnySelect:
     """SELECT id, email, name, city, country, timezone, language, attrs of the audience, by id.
-    Confirmed and not suppressed, always; then the segment and the filter, ANDed."""
+    Confirmed, not suppressed and not paused (preferences page) now, always; then the segment
+    and the filter, ANDed."""
     conds: list[sa.ColumnElement[bool]] = [_s.c.status == SubscriberStatus.CONFIRMED,
-                                          not_suppressed(_s.c.email)]
+                                          not_suppressed(_s.c.email),
+                                          sa.or_(_s.c.paused_until.is_(None), _s.c.paused_until <= utcnow())]
     if audience is not None and audience.segment is not None:
         try:
             conds.append(filter_condition(segments[audience.segment]))

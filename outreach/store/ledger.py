@@ -503,3 +503,33 @@ def requeue_unknown(bind: Bind, run_id: int) -> int:
 def delivery_events_of(bind: Bind, delivery_id: int) -> Sequence[AnyRow]:
     stmt = sa.select(_e).where(_e.c.delivery_id == delivery_id).order_by(_e.c.id)
     return _tx(bind, lambda conn: conn.execute(stmt).all())
+
+
+def add_system_delivery(bind: Bind, campaign: str, step: str, occurrence: datetime, channel: str,
+                        account: str | None, recipient: str, subscriber_id: int, due_at: datetime) -> int | None:
+    """One delivery of a built-in step (the sign-up confirmation), in the run of `occurrence`
+    (created `planned` on first use: nothing plans it from an audience). Returns its id, or
+    None when that run already has a delivery to `recipient`. A run found `done` is planned
+    again, so the sender's bookkeeping treats the new delivery like any other."""
+    def go(conn: sa.Connection) -> int | None:
+        now = utcnow()
+        conn.execute(dialect_insert(conn, _r)
+                     .values(campaign=campaign, step=step, occurrence=occurrence, status=RunStatus.PLANNED,
+                             created_at=now, planned_at=now, planned_count=0)
+                     .on_conflict_do_nothing(index_elements=["campaign", "step", "occurrence"]))
+        run_id = conn.execute(sa.select(_r.c.id).where(_r.c.campaign == campaign, _r.c.step == step,
+                                                       _r.c.occurrence == occurrence)).scalar_one()
+        delivery_id: int | None = conn.execute(
+            dialect_insert(conn, _d)
+            .values(run_id=run_id, subscriber_id=subscriber_id, recipient=recipient, channel=channel,
+                    account=account, state=DeliveryState.PENDING, attempts=0, due_at=due_at, created_at=now,
+                    updated_at=now)
+            .on_conflict_do_nothing(index_elements=["run_id", "recipient", "channel"])
+            .returning(_d.c.id)).scalar()
+        if delivery_id is not None:
+            conn.execute(sa.update(_r).where(_r.c.id == run_id)
+                         .values(planned_count=_r.c.planned_count + 1, status=sa.case(
+                             (_r.c.status == RunStatus.DONE, RunStatus.PLANNED), else_=_r.c.status),
+                             finished_at=sa.case((_r.c.status == RunStatus.DONE, None), else_=_r.c.finished_at)))
+        return delivery_id
+    return _tx(bind, go)

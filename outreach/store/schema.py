@@ -12,6 +12,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from ..models import DeliveryState, EventKind, RunStatus, SubscriberStatus
 
@@ -51,6 +53,31 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+class random_link_id(sa.sql.functions.GenericFunction[str]):
+    """A new random 128-bit value as 32 hex digits, made by the database itself, so every way a
+    row is inserted (an import, the sign-up page, plain SQL) gets one. Both sources are the
+    database's cryptographic generator: SQLite's randomblob (ChaCha20 seeded from the OS) and
+    PostgreSQL's gen_random_uuid (built in since 13; 122 of its bits are random)."""
+
+    type = sa.String()
+    inherit_cache = True
+
+
+# The same SQL as migration 0005 writes (a migration must not change when the code does).
+LINK_ID_DEFAULT = {"sqlite": "lower(hex(randomblob(16)))",
+                   "postgresql": "replace(CAST(gen_random_uuid() AS TEXT), '-', '')"}
+
+
+@compiles(random_link_id, "sqlite")
+def _random_link_id_sqlite(element: random_link_id, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"({LINK_ID_DEFAULT['sqlite']})"  # SQLite wants an expression default in parentheses
+
+
+@compiles(random_link_id, "postgresql")
+def _random_link_id_pg(element: random_link_id, compiler: SQLCompiler, **kw: Any) -> str:
+    return LINK_ID_DEFAULT["postgresql"]
+
+
 def _in(column: str, values: type[StrEnum]) -> str:
     """The CHECK of a state column: one of the enum's values (models.py is the one list)."""
     return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
@@ -82,9 +109,16 @@ subscribers = sa.Table(
     sa.Column("attrs", Json, nullable=False, server_default="{}"),  # custom attributes (strings)
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # What links in this person's email carry instead of the address (content/links.py): the
+    # unsubscribe, view-online and preferences pages find the subscriber by it.
+    sa.Column("link_id", sa.String(32), nullable=False, server_default=random_link_id()),
+    # Chosen on the preferences page: left out of every audience, and skipped at send time,
+    # until then.
+    sa.Column("paused_until", UTCDateTime()),
     sa.CheckConstraint(_in("status", SubscriberStatus), name="status"),
     sa.Index(None, "status", "country"),
     sa.Index(None, "timezone"),
+    sa.Index(None, "link_id", unique=True),
 )
 # The upsert key of imports (ON CONFLICT (lower(email))) and of every lookup by address.
 sa.Index("uq_subscribers_lower_email", sa.func.lower(subscribers.c.email), unique=True)

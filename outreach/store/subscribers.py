@@ -4,7 +4,7 @@ CSV files are read and written in `outreach.subscribers.csvfile`.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TypeVar
@@ -147,7 +147,8 @@ def _subscriber(row: AnyRow, tags: Iterable[str], attributes: Iterable[str] = ()
     return Subscriber(email=row.email, name=row.name, city=row.city, region=row.region, country=row.country,
                       timezone=row.timezone, language=row.language, tags=tuple(sorted(tags)),
                       attrs=MappingProxyType(attrs), status=_STATUS[row.status],
-                      consent_source=row.consent_source, consent_at=row.consent_at, id=row.id)
+                      consent_source=row.consent_source, consent_at=row.consent_at, id=row.id,
+                      link_id=row.link_id)
 
 
 def _tags_of(conn: sa.Connection, ids: list[int]) -> dict[int, list[str]]:
@@ -217,10 +218,16 @@ class Loaded:
     excluded: str | None  # why it must not be sent now, or None
 
 
-def load_for_sending(bind: Bind, ids: Iterable[int], attributes: Iterable[str] = ()) -> dict[int, Loaded]:
+CAMPAIGN_STATUSES = frozenset({SubscriberStatus.CONFIRMED})
+
+
+def load_for_sending(bind: Bind, ids: Iterable[int], attributes: Iterable[str] = (),
+                     statuses: Collection[SubscriberStatus] = CAMPAIGN_STATUSES) -> dict[int, Loaded]:
     """The subscribers `ids` in one query, each with why it may not be sent now: a subscriber
-    planned yesterday who unsubscribed, bounced or was suppressed since then is excluded.
-    `attributes`: the custom attributes templates may read, present (None) on every one."""
+    planned yesterday who unsubscribed, bounced, paused or was suppressed since then is
+    excluded. `attributes`: the custom attributes templates may read, present (None) on every
+    one. `statuses`: whom the step may reach (the step's `reaches`: campaigns only confirmed
+    subscribers, the sign-up confirmation only pending ones)."""
     attributes = tuple(attributes)
     id_list = sorted(set(ids))
     if not id_list:
@@ -229,19 +236,24 @@ def load_for_sending(bind: Bind, ids: Iterable[int], attributes: Iterable[str] =
     # only what a message needs, read by position: this runs for every recipient of every
     # batch, and attribute access on rows and the timestamps' conversion were a third of it
     rows_stmt = sa.select(_s.c.id, _s.c.email, _s.c.name, _s.c.city, _s.c.region, _s.c.country, _s.c.timezone,
-                          _s.c.language, _s.c.attrs, _s.c.status, suppressed).where(_s.c.id.in_(id_list))
+                          _s.c.language, _s.c.attrs, _s.c.status, suppressed, _s.c.link_id,
+                          _s.c.paused_until).where(_s.c.id.in_(id_list))
     defaults = dict.fromkeys(attributes)
+    now = utcnow()
 
     def go(conn: sa.Connection) -> dict[int, Loaded]:
         tags = _tags_of(conn, id_list)
         out = {}
-        for sid, email, name, city, region, country, zone, language, attrs, status, blocked in conn.execute(rows_stmt):
+        for (sid, email, name, city, region, country, zone, language, attrs, status, blocked, link_id,
+             paused) in conn.execute(rows_stmt):
             state = _STATUS[status]
             sub = Subscriber(email=email, name=name, city=city, region=region, country=country, timezone=zone,
                              language=language, tags=tuple(sorted(tags.get(sid, ()))),
-                             attrs=MappingProxyType({**defaults, **(attrs or {})}), status=state, id=sid)
+                             attrs=MappingProxyType({**defaults, **(attrs or {})}), status=state, id=sid,
+                             link_id=link_id)
             excluded = ("suppressed" if blocked else
-                        None if state is SubscriberStatus.CONFIRMED else f"subscriber is {status}")
+                        f"subscriber is {status}" if state not in statuses else
+                        f"paused until {paused:%Y-%m-%d}" if paused is not None and paused > now else None)
             out[sid] = Loaded(sub, excluded)
         return out
     return _read(bind, go)
