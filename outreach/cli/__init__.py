@@ -3,7 +3,7 @@
     campaigns.py    validate, preview, audience
     subscribers.py  subscribers import/export, suppress, unsuppress
     runs.py         send, tick, status, resend-unknown
-    services.py     db upgrade, worker, beat, demo
+    services.py     db upgrade, worker, beat, web, demo
 
 Commands are thin: each loads settings once (lazily, so `validate` can report a broken
 settings file as a problem) and calls plain functions. Every error a person can fix is

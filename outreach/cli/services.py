@@ -1,6 +1,6 @@
-"""Commands that run the services: `db upgrade`, `worker`, `beat`, `demo`.
+"""Commands that run the services: `db upgrade`, `worker`, `beat`, `web`, `demo`.
 
-`worker` and `beat` exec Celery with our app.
+`worker` and `beat` exec Celery with our app; `web` runs the subscriber pages under uvicorn.
 """
 from __future__ import annotations
 
@@ -64,6 +64,25 @@ def beat(obj: Context, loglevel: str, schedule_file: str) -> None:
 
 
 @click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 in a container; put a TLS proxy in front).")
+@click.option("--port", default=None, type=click.IntRange(1, 65535),
+              help="Port to listen on (default: the port of base_url, else 8025).")
+@click.option("--loglevel", "-l", default="info", show_default=True)
+@click.pass_obj
+def web(obj: Context, host: str, port: int | None, loglevel: str) -> None:
+    """Serve the subscriber pages: unsubscribe (RFC 8058 one-click), view online, sign-up
+    with double opt-in, preferences; /healthz and /readyz for probes."""
+    from ..web.server import serve
+
+    settings = obj.settings
+    settings.require_secret_key()
+    with obj.engine():  # refuse to start on an unmigrated database (says to run `outreach db upgrade`)
+        pass
+    serve(settings, host, port, log_level=loglevel)
+
+
+@click.command()
 @click.option("--fresh", is_flag=True, help="Forget what earlier demo runs sent (deletes only the demo's own files).")
 @click.option("--timeout", default=100.0, show_default=True, type=click.FloatRange(1, 86_400),
               help="Seconds to wait for deliveries.")
@@ -75,4 +94,4 @@ def demo(obj: Context, fresh: bool, timeout: float) -> None:
     sys.exit(run_demo(obj.root.resolve(), fresh=fresh, timeout=timeout))
 
 
-COMMANDS = (db, worker, beat, demo)
+COMMANDS = (db, worker, beat, web, demo)
