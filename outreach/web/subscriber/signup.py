@@ -24,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
+from zoneinfo import available_timezones
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -36,7 +38,7 @@ from ...delivery.system import schedule_confirmation
 from ...errors import DataError, TransientError
 from ...models import Subscriber, SubscriberStatus
 from ...store import self_service
-from ...subscribers.fields import make_subscriber, normalize_timezone
+from ...subscribers.fields import make_subscriber
 from ..i18n import Language
 from ..pages import language, mask_address, message, render, site_of
 from ..security import client_address, framable_csp
@@ -48,6 +50,11 @@ HONEYPOT = "website"  # a field people do not see (hidden by CSS, skipped by key
 
 class Limited(Exception):
     pass
+
+
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
 
 
 def _form_page(request: Request, lang: Language, *, status: int = 200, error: str | None = None,
@@ -81,11 +88,11 @@ def _sign_up(site: Site, person: Subscriber, topics: list[str], client: str, sou
 
 
 def _person(site: Site, values: Mapping[str, Any], lang: Language) -> tuple[Subscriber, list[str]]:
-    zone = str(values.get("timezone") or "")
-    try:
-        zone = normalize_timezone(zone) if zone else ""
-    except DataError:
-        zone = ""  # from the browser's script: an unknown one is left out, not an error
+    # from the browser's script: an unknown one is left out, not an error. Checked against the
+    # IANA list itself: ZoneInfo("Asia") raises IsADirectoryError, not ZoneInfoNotFoundError.
+    zone = str(values.get("timezone") or "").strip()
+    if zone not in _zones():
+        zone = ""
     language_value = str(values.get("language") or lang.code)
     person = make_subscriber({"email": str(values.get("email") or ""), "name": str(values.get("name") or ""),
                               "timezone": zone, "language": language_value})
