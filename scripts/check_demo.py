@@ -3,6 +3,10 @@ per eligible sample subscriber per email step, and one sandbox post per X step.
 
 Eligibility is recomputed here from the database with the audience query, independently of
 what the demo reported.
+
+With --web (while the demo still serves its links): the links of one email work. Its
+view-online and preferences pages open, and its List-Unsubscribe URL, POSTed as a mailbox
+provider does (RFC 8058), unsubscribes that subscriber in the database.
 """
 from __future__ import annotations
 
@@ -10,16 +14,21 @@ import collections
 import email
 import email.policy
 import json
+import re
 import sys
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 from outreach.authoring.audience import segments_for
 from outreach.authoring.campaigns import load_campaigns
 from outreach.settings import load_settings
-from outreach.store import engine_for
+from outreach.store import engine_for, get_subscriber
 from outreach.store.audience import audience_count, audience_select
 
-root = Path(sys.argv[1] if len(sys.argv) > 1 else ".").resolve()
+args = [a for a in sys.argv[1:] if not a.startswith("--")]
+check_web = "--web" in sys.argv[1:]
+root = Path(args[0] if args else ".").resolve()
 settings = load_settings(root)
 engine = engine_for(settings)
 outbox = root / "var" / "outbox"
@@ -61,8 +70,47 @@ posts = [json.loads(line) for line in (outbox / "x" / "tweets.jsonl").read_text(
 if len(posts) != posts_expected:
     errors.append(f"X sandbox: expected {posts_expected} posts, found {len(posts)}")
 
+
+
+def web_check(path: Path) -> str:
+    """Open one email's links and unsubscribe its recipient with one click."""
+    msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    to = msg["To"].addresses[0].addr_spec
+    url = re.search(r"<(https?://[^>]+)>", str(msg["List-Unsubscribe"])).group(1)
+    html = msg.get_body(("html",)).get_content()
+    for kind in ("view", "preferences"):
+        link = re.search(rf'href="({re.escape(settings.base_url)}/{kind}/[^"]+)"', html)
+        if link is None:
+            errors.append(f"{path.name}: no {kind} link")
+            continue
+        with urllib.request.urlopen(link.group(1), timeout=10) as page:
+            if page.status != 200:
+                errors.append(f"{path.name}: {kind} link answered {page.status}")
+    body = urllib.parse.urlencode({"List-Unsubscribe": "One-Click"}).encode()
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        if answer.status != 200:
+            errors.append(f"one-click unsubscribe answered {answer.status}")
+    found = get_subscriber(engine, to)
+    if found is None or found.status != "unsubscribed":
+        errors.append(f"one-click unsubscribe of {to} did not take (status {found and found.status})")
+    return f"; links work, one-click unsubscribe of {to[0]}•••: " + ("FAILED" if errors else "ok")
+
+
+web_note = ""
+emails = sorted((outbox / "email").glob("*.eml"))
+if check_web and not errors:
+    if not emails:
+        errors.append("no email to check the links of")
+    else:
+        try:
+            web_note = web_check(emails[0])
+        except OSError as exc:
+            errors.append(f"the demo's web process did not answer: {exc}")
+
 for e in errors:
     print("demo check:", e, file=sys.stderr)
 print(f"demo check: {sum(found.values())} emails over {len(expected)} email steps, {len(posts)} posts: "
-      + ("FAILED" if errors else "ok"))
+      + ("FAILED" if errors else "ok") + web_note)
 sys.exit(1 if errors else 0)

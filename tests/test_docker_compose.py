@@ -25,7 +25,7 @@ SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 INFRA = {"redis", "postgres", "mailpit"}
 APP = sorted(set(SERVICES) - INFRA)
 EXPECTED = {"redis", "postgres", "migrate", "worker-email", "worker-social", "worker-control",
-            "beat", "flower", "mailpit"}
+            "beat", "web", "flower", "mailpit"}
 # What an operator's .env supplies for the required ${VAR:?...} of the file.
 DOTENV = {"POSTGRES_PASSWORD": "pw-from-dotenv"}
 # OUTREACH_ variables read by the processes themselves rather than by load_settings.
@@ -238,10 +238,18 @@ def test_depends_on_uses_conditions_that_can_be_met():
                 assert SERVICES[target].get("restart") == "no", f"{target} must be one-shot"
     conditions = {s: {t: h["condition"] for t, h in (SERVICES[s].get("depends_on") or {}).items()} for s in APP}
     assert conditions["migrate"] == {"postgres": "service_healthy"}
-    for service in ("worker-email", "worker-social", "worker-control", "beat"):
+    for service in ("worker-email", "worker-social", "worker-control", "beat", "web"):
         assert conditions[service] == {"redis": "service_healthy", "postgres": "service_healthy",
                                        "migrate": "service_completed_successfully"}, service
     assert conditions["flower"].get("redis") == "service_healthy"
+
+
+def test_web_is_published_on_loopback_for_a_tls_proxy_and_checked_by_healthz():
+    spec = SERVICES["web"]
+    assert spec["ports"] == ["127.0.0.1:8025:8025"]
+    cmd = command("web")
+    assert cmd[:2] == ["outreach", "web"] and cmd[cmd.index("--port") + 1] == "8025"
+    assert "/healthz" in " ".join(spec["healthcheck"]["test"])
 
 
 def test_redis_and_postgres_have_healthchecks_and_volumes():

@@ -86,12 +86,15 @@ def web(obj: Context, host: str, port: int | None, loglevel: str) -> None:
 @click.option("--fresh", is_flag=True, help="Forget what earlier demo runs sent (deletes only the demo's own files).")
 @click.option("--timeout", default=100.0, show_default=True, type=click.FloatRange(1, 86_400),
               help="Seconds to wait for deliveries.")
+@click.option("--serve-for", default=None, type=click.FloatRange(0, 86_400), metavar="SECONDS",
+              help="After sending, serve the links in the outbox this long (default: until Ctrl-C; 0: stop at once).")
 @click.pass_obj
-def demo(obj: Context, fresh: bool, timeout: float) -> None:
-    """Run the whole pipeline locally: embedded Redis, SQLite, SMTP sink, X sandbox, a worker."""
+def demo(obj: Context, fresh: bool, timeout: float, serve_for: float | None) -> None:
+    """Run the whole pipeline locally: embedded Redis, SQLite, SMTP sink, X sandbox, a worker,
+    and the web pages every link in the outbox points to."""
     from ..devtools.demo import run_demo
 
-    sys.exit(run_demo(obj.root.resolve(), fresh=fresh, timeout=timeout))
+    sys.exit(run_demo(obj.root.resolve(), fresh=fresh, timeout=timeout, serve_for=serve_for))
 
 
 COMMANDS = (db, worker, beat, web, demo)

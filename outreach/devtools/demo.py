@@ -2,8 +2,10 @@
 
 Starts what is missing (an embedded Redis on a unix socket, SQLite under var/, a local SMTP
 sink that keeps .eml files under var/outbox/, an X sandbox when no X credentials are set),
-imports the sample subscribers, starts a real Celery worker process and the beat, sends
-every sample campaign now, shows progress, prints a summary, and stops what it started.
+imports the sample subscribers, starts a real Celery worker process, the beat and the web
+process (at base_url, so every link in the outbox works), sends every sample campaign now,
+shows progress, prints a summary, keeps serving the links until Ctrl-C (or `--serve-for`
+seconds), and stops what it started.
 
 Each demo run sends the *next scheduled occurrence* of every step, due now: a second run
 finds those runs already in the ledger and sends nothing again (use --fresh to start over).
@@ -15,19 +17,23 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.table import Table
 
 from ..channels import CHANNELS
+from ..errors import ConfigurationError
 from ..models import ACTIVE_STATES
 from ..settings import Settings, account_env_name, load_settings
 
@@ -66,7 +72,7 @@ def _secret_key(var: Path) -> str:
 
 def _fresh(var: Path, settings: Settings) -> None:
     """Remove only what the demo itself creates."""
-    for name in ("outbox", "celerybeat-schedule", "demo-worker.log", "demo-beat.log"):
+    for name in ("outbox", "celerybeat-schedule", "demo-worker.log", "demo-beat.log", "demo-web.log"):
         target = var / name
         if target.is_dir():
             shutil.rmtree(target)
@@ -154,6 +160,60 @@ def _spawn(stack: ExitStack, args: list[str], env: dict[str, str], log: Path) ->
     return proc
 
 
+def _web_port(base_url: str) -> int | None:
+    """The port to serve base_url on here, or None when base_url is not this machine (then
+    the links in the outbox point somewhere else, and the demo says so)."""
+    parts = urlsplit(base_url)
+    if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost"):
+        return None
+    return parts.port or 80
+
+
+def _start_web(stack: ExitStack, settings: Settings, outreach: list[str], env: dict[str, str], var: Path,
+               console: Console) -> subprocess.Popen[bytes] | None:
+    """`outreach web` at base_url, ready before the first email goes out."""
+    port = _web_port(settings.base_url)
+    if port is None:
+        console.print(f"[bold]•[/bold] Web: not started: base_url {settings.base_url} is not this machine, so the "
+                      "links in the outbox point there")
+        return None
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise ConfigurationError(
+                f"port {port} of base_url {settings.base_url} is in use, so the links in the demo's emails would "
+                f"not work: stop what listens there, or set OUTREACH_BASE_URL=http://127.0.0.1:PORT with a free "
+                "port") from None
+    proc = _spawn(stack, outreach + ["web", "--host", "127.0.0.1", "--port", str(port), "-l", "warning"], env,
+                  var / "demo-web.log")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        raise ConfigurationError(f"the web process did not start; see {os.path.relpath(var)}/demo-web.log")
+    console.print(f"[bold]•[/bold] Web: subscriber pages at {settings.base_url} (pid {proc.pid}): unsubscribe, "
+                  f"view online, preferences and {settings.base_url}/subscribe")
+    return proc
+
+
+def _serve(settings: Settings, web: subprocess.Popen[bytes], serve_for: float | None, console: Console) -> None:
+    """Keep the web process up so a person can click the links in the outbox."""
+    how = "press Ctrl-C to stop" if serve_for is None else f"for {serve_for:g} s"
+    console.print(f"Serving the links in the outbox at {settings.base_url} ({how}); try "
+                  f"{settings.base_url}/subscribe")
+    until = None if serve_for is None else time.monotonic() + serve_for
+    try:
+        while web.poll() is None and (until is None or time.monotonic() < until):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        console.print("\nStopped serving.")
+
+
 def _import_samples(settings: Settings, database_url: str, console: Console) -> None:
     from ..store import make_engine
     from ..subscribers.csvfile import import_csv
@@ -169,7 +229,9 @@ def _import_samples(settings: Settings, database_url: str, console: Console) -> 
     console.print(f"Subscribers: {result.inserted} new, {result.updated} updated from {os.path.relpath(path)}")
 
 
-def run_demo(root: Path, fresh: bool = False, timeout: float = DEMO_TIMEOUT, console: Console | None = None) -> int:
+def run_demo(root: Path, fresh: bool = False, timeout: float = DEMO_TIMEOUT, console: Console | None = None,
+             serve_for: float | None = None) -> int:
+    """`serve_for`: seconds to keep serving the links after the summary (None: until Ctrl-C)."""
     # wide enough for the summary table when the output is a log, not a terminal
     console = console or Console(width=None if sys.stdout.isatty() else 120)
     settings = load_settings(root)
@@ -179,8 +241,10 @@ def run_demo(root: Path, fresh: bool = False, timeout: float = DEMO_TIMEOUT, con
         _fresh(var, settings)
     secret = _secret_key(var)
     started = time.monotonic()
+    # `kill PID` stops the demo like Ctrl-C does (a background job in a script ignores SIGINT)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        return _run(root, settings, var, secret, timeout, started, console)
+        return _run(root, settings, var, secret, timeout, started, console, serve_for)
     except KeyboardInterrupt:
         # everything started was stopped on the way out of the ExitStack
         console.print("\nInterrupted: stopped the worker, the beat, the SMTP sink and Redis. Nothing sent is "
@@ -189,7 +253,7 @@ def run_demo(root: Path, fresh: bool = False, timeout: float = DEMO_TIMEOUT, con
 
 
 def _run(root: Path, settings: Settings, var: Path, secret: str, timeout: float, started: float,
-         console: Console) -> int:
+         console: Console, serve_for: float | None = None) -> int:
     with ExitStack() as stack:
         services = start_services(stack, settings, var, console)
         for note in services.notes:
@@ -205,7 +269,11 @@ def _run(root: Path, settings: Settings, var: Path, secret: str, timeout: float,
         beat = _spawn(stack, outreach + ["beat", "-l", "warning"], env, var / "demo-beat.log")
         console.print(f"Worker pid {worker.pid} (queues email, social, control; 2 processes), beat pid {beat.pid}; "
                       f"logs in {os.path.relpath(var)}/demo-*.log")
-        return _send_and_watch(settings, services, worker, timeout, started, console)
+        web = _start_web(stack, settings, outreach, env, var, console)
+        code = _send_and_watch(settings, services, worker, timeout, started, console)
+        if web is not None and serve_for != 0:
+            _serve(settings, web, serve_for, console)
+        return code
 
 
 def _send_and_watch(settings: Settings, services: Services, worker: subprocess.Popen[bytes], timeout: float,

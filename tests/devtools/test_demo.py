@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +32,10 @@ def test_ctrl_c_stops_everything_and_a_second_run_finishes_without_resending(tmp
     for part in ("config", "templates"):
         shutil.copytree(ROOT / part, project / part)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH")}
+    # the demo serves its links at base_url: a port of its own, not the 8025 of a demo you run
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        env["OUTREACH_BASE_URL"] = f"http://127.0.0.1:{s.getsockname()[1]}"
     proc = subprocess.Popen([sys.executable, "-m", "outreach", "--root", str(project), "demo", "--fresh"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -56,7 +61,8 @@ def test_ctrl_c_stops_everything_and_a_second_run_finishes_without_resending(tmp
     assert processes_mentioning(str(project)) == []
     # and when run again, it finishes the interrupted runs: one valid email per eligible
     # subscriber per email step in the outbox, none twice (the CI smoke check, on this copy)
-    again = subprocess.run([sys.executable, "-m", "outreach", "--root", str(project), "demo"], env=env,
+    again = subprocess.run([sys.executable, "-m", "outreach", "--root", str(project), "demo", "--serve-for", "0"],
+                           env=env,
                            capture_output=True, text=True, timeout=180)
     assert again.returncode == 0, again.stdout + again.stderr
     check = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_demo.py"), str(project)], env=env,
