@@ -15,8 +15,8 @@ import html2text
 
 from ..models import Subscriber
 from ..settings import Settings
-from .links import Links, LinkSigner
-from .render_cache import LINK_FIELDS, Plan, RenderCache, plan_for
+from .links import LINK_FIELDS, Links, LinkSigner
+from .render_cache import Plan, RenderCache, plan_for
 from .templating import Renderer
 
 

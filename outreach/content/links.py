@@ -137,8 +137,8 @@ class LinkSigner:
             context = b""
         return self._sign(kind, lid, context)
 
-    def url(self, kind: str, link_id: str, **context: str) -> str:
-        return f"{self.base_url}/{_PATH[kind]}/{self.token(kind, link_id, **context)}"
+    def url(self, kind: str, link_id: str, campaign: str = "", step: str = "", issued_at: int | None = None) -> str:
+        return f"{self.base_url}/{_PATH[kind]}/{self.token(kind, link_id, campaign, step, issued_at)}"
 
     def _sign(self, kind: str, link_id: bytes, context: bytes) -> str:
         body = _VERSION + link_id + context

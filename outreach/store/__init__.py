@@ -68,7 +68,8 @@ __all__ = [
     "suppress", "unsuppress", "is_suppressed", "suppressed_among", "suppression_key",
     # ledger
     "create_run", "get_run", "find_run", "set_run_status", "mark_run_planned", "finish_run_if_done",
-    "cancel_run", "run_progress", "plan_deliveries", "add_delivery", "add_system_delivery", "get_delivery", "due_deliveries",
+    "cancel_run", "run_progress", "plan_deliveries", "add_delivery", "add_system_delivery", "get_delivery",
+    "due_deliveries",
     "mark_queued", "claim", "record_sent", "record_sent_many", "defer", "record_retry", "record_unknown",
     "record_failed", "record_skipped", "record_progress", "record_event", "requeue_unknown", "delivery_events_of",
 ]

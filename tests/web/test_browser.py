@@ -125,6 +125,17 @@ def _shoot(driver, name: str) -> None:
     driver.set_window_size(*SIZES["desktop"])
 
 
+def _press(driver, button) -> None:
+    """Click and wait until the next page replaced this one (a click returns before it loads)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = driver.find_element(By.TAG_NAME, "html")
+    button.click()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(old))
+
+
 def _send_due(rt: Runtime) -> None:
     queued: list[int] = []
     dispatch_due(rt, lambda channel, ids: queued.extend(ids), now_utc() + timedelta(seconds=1))
@@ -142,7 +153,7 @@ def test_subscribe_confirm_preferences_unsubscribe(served, browser):
     assert browser.find_element(By.CSS_SELECTOR, "html").get_attribute("lang") == "en"
     browser.find_element(By.ID, "email").send_keys("neo@example.org")
     browser.find_element(By.ID, "name").send_keys("Neo Kim")
-    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    _press(browser, browser.find_element(By.CSS_SELECTOR, "button[type=submit]"))
     assert "Check your inbox" in browser.find_element(By.TAG_NAME, "h1").text
     _shoot(browser, "2-check-inbox")
     neo = get_subscriber(engine, "neo@example.org")
@@ -157,25 +168,25 @@ def test_subscribe_confirm_preferences_unsubscribe(served, browser):
     browser.get(confirm)
     _shoot(browser, "3-confirm")
     assert get_subscriber(engine, "neo@example.org").status == "pending"
-    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    _press(browser, browser.find_element(By.CSS_SELECTOR, "button[type=submit]"))
     assert "You are subscribed" in browser.find_element(By.TAG_NAME, "h1").text
     assert get_subscriber(engine, "neo@example.org").status == "confirmed"
     # from there, the preferences: Korean, only events, a two-week break
-    browser.find_element(By.LINK_TEXT, "Manage your subscription").click()
+    _press(browser, browser.find_element(By.LINK_TEXT, "Manage your subscription"))
     _shoot(browser, "4-preferences")
     browser.find_element(By.CSS_SELECTOR, "input[name=language][value=ko]").click()
     for box in browser.find_elements(By.CSS_SELECTOR, "input[name=topics]"):
         if box.is_selected() != (box.get_attribute("value") == "events"):
             box.click()
     browser.find_element(By.CSS_SELECTOR, "input[name=pause][value='2']").click()
-    browser.find_element(By.XPATH, "//form[.//input[@name='action'][@value='save']]//button").click()
+    _press(browser, browser.find_element(By.XPATH, "//form[.//input[@name='action'][@value='save']]//button"))
     assert browser.find_element(By.CSS_SELECTOR, "html").get_attribute("lang") == "ko"
     assert "설정이 저장되었습니다" in browser.find_element(By.CSS_SELECTOR, ".notice").text
     _shoot(browser, "5-preferences-saved-ko")
     neo = get_subscriber(engine, "neo@example.org")
     assert neo.language == "ko" and get_tags(engine, neo.id) == ["events"]
     # and at last, unsubscribe from everything
-    browser.find_element(By.XPATH, "//form[.//input[@name='action'][@value='unsubscribe']]//button").click()
+    _press(browser, browser.find_element(By.XPATH, "//form[.//input[@name='action'][@value='unsubscribe']]//button"))
     _shoot(browser, "6-unsubscribed-ko")
     assert get_subscriber(engine, "neo@example.org").status == "unsubscribed"
     assert "구독이 취소되었습니다" in browser.find_element(By.CSS_SELECTOR, ".notice").text

@@ -7,7 +7,6 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import secrets
 from datetime import timedelta
 
 import pytest

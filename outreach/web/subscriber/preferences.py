@@ -48,8 +48,8 @@ async def page(request: Request) -> Response:
     return _page(request, person, language_of(request, person))
 
 
-def _save(request: Request, person: Person, form: FormData) -> tuple[str | None, str | None]:
-    """(the language chosen, the pause chosen as words for the notice); writes the row."""
+def _save(request: Request, person: Person, form: FormData) -> None:
+    """Write what the form chose; what it does not know is left as it was."""
     site = site_of(request)
     wanted = str(form.get("language") or "")
     language = wanted if wanted in site.i18n.catalogs else person.subscriber.language
@@ -62,7 +62,6 @@ def _save(request: Request, person: Person, form: FormData) -> tuple[str | None,
     chosen = [t for t in form.getlist("topics") if isinstance(t, str)]
     self_service.set_preferences(site.engine, person.id, language=language, topics=list(site.settings.topics),
                                  chosen=chosen, paused_until=paused_until)
-    return language, pause
 
 
 async def post(request: Request) -> Response:

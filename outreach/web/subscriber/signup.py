@@ -191,7 +191,7 @@ async def _confirmable(request: Request) -> tuple[Any, Any, Language] | Response
         return message(request, lang, lang.gettext("You are subscribed"),
                        lang.gettext("Your subscription was already confirmed."), action=prefs,
                        action_label=lang.gettext("Manage your subscription"))
-    expired = token.issued_at + site.settings.web.confirm_expires.total_seconds() < time.time()
+    expired = (token.issued_at or 0) + site.settings.web.confirm_expires.total_seconds() < time.time()
     if status is not SubscriberStatus.PENDING or expired:
         return message(request, lang, lang.gettext("This link has expired"),
                        lang.gettext("Sign up again and we will send you a new link."), status=410,
