@@ -48,7 +48,8 @@ def test_paused_subscribers_are_in_no_audience_and_skipped_at_send_time(engine):
     # once the date passes they are back
     with engine.begin() as conn:
         conn.execute(sa.update(subscribers).values(paused_until=utcnow() - timedelta(seconds=1)))
-    assert audience_count(engine, audience_select(None, {})) == 1 and load_for_sending(engine, [sid])[sid].excluded is None
+    assert audience_count(engine, audience_select(None, {})) == 1
+    assert load_for_sending(engine, [sid])[sid].excluded is None
 
 
 def test_a_step_reaches_only_the_statuses_it_names(engine):
