@@ -145,9 +145,13 @@ def _spawn(stack: ExitStack, args: list[str], env: dict[str, str], log: Path) ->
     """A child in its own session, so Ctrl-C reaches only the demo, which then stops the
     children in order (worker first: it finishes the batch in hand)."""
     out = log.open("ab")
-    proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    started: list[subprocess.Popen[bytes]] = []
 
     def stop() -> None:
+        if not started:
+            out.close()
+            return
+        proc = started[0]
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -156,8 +160,10 @@ def _spawn(stack: ExitStack, args: list[str], env: dict[str, str], log: Path) ->
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         out.close()
+    # the way to stop it is in place before it exists: Ctrl-C right after it starts stops it too
     stack.callback(stop)
-    return proc
+    started.append(subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+    return started[0]
 
 
 def _web_port(base_url: str) -> int | None:
@@ -169,13 +175,11 @@ def _web_port(base_url: str) -> int | None:
     return parts.port or 80
 
 
-def _start_web(stack: ExitStack, settings: Settings, outreach: list[str], env: dict[str, str], var: Path,
-               console: Console) -> subprocess.Popen[bytes] | None:
-    """`outreach web` at base_url, ready before the first email goes out."""
+def _start_web(stack: ExitStack, settings: Settings, outreach: list[str], env: dict[str, str],
+               var: Path) -> subprocess.Popen[bytes] | None:
+    """`outreach web` at base_url (None when base_url is not this machine)."""
     port = _web_port(settings.base_url)
     if port is None:
-        console.print(f"[bold]•[/bold] Web: not started: base_url {settings.base_url} is not this machine, so the "
-                      "links in the outbox point there")
         return None
     with socket.socket() as probe:
         try:
@@ -185,20 +189,27 @@ def _start_web(stack: ExitStack, settings: Settings, outreach: list[str], env: d
                 f"port {port} of base_url {settings.base_url} is in use, so the links in the demo's emails would "
                 f"not work: stop what listens there, or set OUTREACH_BASE_URL=http://127.0.0.1:PORT with a free "
                 "port") from None
-    proc = _spawn(stack, outreach + ["web", "--host", "127.0.0.1", "--port", str(port), "-l", "warning"], env,
+    return _spawn(stack, outreach + ["web", "--host", "127.0.0.1", "--port", str(port), "-l", "warning"], env,
                   var / "demo-web.log")
+
+
+def _wait_for_web(settings: Settings, web: subprocess.Popen[bytes] | None, var: Path, console: Console) -> None:
+    """Ready before the first email goes out, so every link in the outbox works."""
+    if web is None:
+        console.print(f"[bold]•[/bold] Web: not started: base_url {settings.base_url} is not this machine, so the "
+                      "links in the outbox point there")
+        return
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
+    while time.monotonic() < deadline and web.poll() is None:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+            with urllib.request.urlopen(f"{settings.base_url}/healthz", timeout=1):
                 break
         except OSError:
             time.sleep(0.2)
     else:
         raise ConfigurationError(f"the web process did not start; see {os.path.relpath(var)}/demo-web.log")
-    console.print(f"[bold]•[/bold] Web: subscriber pages at {settings.base_url} (pid {proc.pid}): unsubscribe, "
+    console.print(f"[bold]•[/bold] Web: subscriber pages at {settings.base_url} (pid {web.pid}): unsubscribe, "
                   f"view online, preferences and {settings.base_url}/subscribe")
-    return proc
 
 
 def _serve(settings: Settings, web: subprocess.Popen[bytes], serve_for: float | None, console: Console) -> None:
@@ -267,9 +278,10 @@ def _run(root: Path, settings: Settings, var: Path, secret: str, timeout: float,
         worker = _spawn(stack, outreach + ["worker", "-Q", "email,social,control", "-c", "2", "-l", "warning"],
                         env, var / "demo-worker.log")
         beat = _spawn(stack, outreach + ["beat", "-l", "warning"], env, var / "demo-beat.log")
+        web = _start_web(stack, settings, outreach, env, var)
         console.print(f"Worker pid {worker.pid} (queues email, social, control; 2 processes), beat pid {beat.pid}; "
                       f"logs in {os.path.relpath(var)}/demo-*.log")
-        web = _start_web(stack, settings, outreach, env, var, console)
+        _wait_for_web(settings, web, var, console)
         code = _send_and_watch(settings, services, worker, timeout, started, console)
         if web is not None and serve_for != 0:
             _serve(settings, web, serve_for, console)

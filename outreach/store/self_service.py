@@ -121,6 +121,7 @@ class SignUpResult:
     outcome: SignUp
     subscriber_id: int
     link_id: str
+    email: str  # as stored (the first spelling the address was given in)
 
 
 def sign_up(bind: Bind, person: Subscriber, topics: Collection[str], source: str) -> SignUpResult:
@@ -141,21 +142,21 @@ def sign_up(bind: Bind, person: Subscriber, topics: Collection[str], source: str
             .on_conflict_do_nothing(index_elements=[lower]).returning(_s.c.id, _s.c.link_id)).first()
         if inserted is not None:
             _set_tags(conn, inserted.id, topics, topics)
-            return SignUpResult(SignUp.NEW, inserted.id, inserted.link_id)
-        row = conn.execute(sa.select(_s.c.id, _s.c.status, _s.c.link_id).where(lower == key)).one()
+            return SignUpResult(SignUp.NEW, inserted.id, inserted.link_id, person.email)
+        row = conn.execute(sa.select(_s.c.id, _s.c.status, _s.c.link_id, _s.c.email).where(lower == key)).one()
         blocked = conn.execute(sa.select(suppressions.c.address)
                                .where(suppressions.c.address == key)).first() is not None
         status = SubscriberStatus(row.status)
         if blocked or status in (SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED):
-            return SignUpResult(SignUp.BLOCKED, row.id, row.link_id)
+            return SignUpResult(SignUp.BLOCKED, row.id, row.link_id, row.email)
         if status is SubscriberStatus.CONFIRMED:
-            return SignUpResult(SignUp.CONFIRMED, row.id, row.link_id)
+            return SignUpResult(SignUp.CONFIRMED, row.id, row.link_id, row.email)
         keep = {k: sa.func.coalesce(v, _s.c[k]) for k, v in values.items()}
         conn.execute(sa.update(_s).where(_s.c.id == row.id)
                      .values(status=SubscriberStatus.PENDING, updated_at=now, **keep))
         _set_tags(conn, row.id, topics, topics)
         return SignUpResult(SignUp.PENDING if status is SubscriberStatus.PENDING else SignUp.RETURNING,
-                            row.id, row.link_id)
+                            row.id, row.link_id, row.email)
     return _tx(bind, go)
 
 

@@ -84,7 +84,7 @@ def _sign_up(site: Site, person: Subscriber, topics: list[str], client: str, sou
     _check_limits(site, client, person.email)
     result = self_service.sign_up(site.engine, person, topics, source)
     if result.outcome.confirm:
-        schedule_confirmation(site.runtime, result.subscriber_id, person.email)
+        schedule_confirmation(site.runtime, result.subscriber_id, result.email)
 
 
 def _person(site: Site, values: Mapping[str, Any], lang: Language) -> tuple[Subscriber, list[str]]:
