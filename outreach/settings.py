@@ -27,14 +27,27 @@ _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 
 
+# Longer than any schedule or limit a person means (ten years), far below timedelta's limit.
+MAX_DURATION = timedelta(days=3650)
+
+
 def parse_duration(text: str | int | float) -> timedelta:
-    """'90s', '5m', '2h', '1d' (or a number of seconds) to a timedelta."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return timedelta(seconds=text)
-    m = _DURATION.match(str(text))
-    if not m:
+    """'90s', '5m', '2h', '1d' (or a number of seconds) to a timedelta, between 0 and
+    MAX_DURATION: a negative, infinite or absurdly long duration is a mistake, not a plan."""
+    if isinstance(text, bool):
         raise ValueError(f"{text!r} is not a duration; write e.g. 30s, 5m, 2h or 1d")
-    return timedelta(seconds=float(m.group(1)) * _PERIODS[m.group(2)])
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        m = _DURATION.match(str(text))
+        if not m:
+            raise ValueError(f"{text!r} is not a duration; write e.g. 30s, 5m, 2h or 1d")
+        seconds = float(m.group(1)) * _PERIODS[m.group(2)]
+    if seconds != seconds or seconds < 0:  # NaN, or negative
+        raise ValueError(f"{text!r} is not a duration: it must be 0 or more, e.g. 30s, 5m, 2h or 1d")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"{text!r} is longer than {MAX_DURATION.days} days")
+    return timedelta(seconds=seconds)
 
 
 class Strict(BaseModel):
@@ -208,9 +221,12 @@ class Settings(Strict):
 
 
 def _zone(name: str) -> ZoneInfo:
+    """The zone `name`, or ValueError saying how to write one. ZoneInfo raises more than
+    ZoneInfoNotFoundError: IsADirectoryError for `Asia` (a folder of zones), ValueError for
+    a path or a NUL, PermissionError..."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(f"unknown time zone {name!r}; use an IANA name such as Europe/Paris") from None
 
 

@@ -106,7 +106,8 @@ def _check_bounds(text: str, file: str) -> None:
     total = 0
 
     def fail(event: yaml.Event, message: str, hint: str) -> typing.NoReturn:
-        raise YamlSyntaxError(Problem(file, event.start_mark.line + 1, None, message, hint))
+        line = event.start_mark.line + 1 if event.start_mark else None
+        raise YamlSyntaxError(Problem(file, line, None, message, hint))
 
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
         size = 0
@@ -158,8 +159,7 @@ def load(path: Path, display: str | None = None) -> Located:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise YamlSyntaxError(Problem(file, line, None, f"not UTF-8 text ({exc.reason})",
+        raise YamlSyntaxError(Problem(file, raw[:exc.start].count(b"\n") + 1, None, f"not UTF-8 text ({exc.reason})",
                                       "save the file as UTF-8")) from None
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -170,9 +170,8 @@ def load(path: Path, display: str | None = None) -> Located:
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
         msg = " ".join(x for x in (exc.context, exc.problem) if x)
-        raise YamlSyntaxError(Problem(file, line, None, f"invalid YAML: {msg}",
+        raise YamlSyntaxError(Problem(file, mark.line + 1 if mark else None, None, f"invalid YAML: {msg}",
                                       "check indentation, colons and quotes on this line")) from None
     except yaml.YAMLError as exc:  # e.g. a control character the reader refuses
         raise YamlSyntaxError(Problem(file, None, None, f"invalid YAML: {exc}",

@@ -68,7 +68,7 @@ def normalize_country(code: str) -> str:
 def _zone_ok(name: str) -> bool:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # `Asia` is a directory: IsADirectoryError
         return False
     return True
 
