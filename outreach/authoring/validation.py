@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from jinja2 import TemplateSyntaxError, meta, nodes
 from ..channels.base import RECIPIENT_CONTEXT, Channel
 from ..content.compose import Composer
 from ..content.links import LinkSigner
-from ..content.templating import Renderer
+from ..content.templating import Renderer, TemplateFileError
 from ..errors import (
     ConfigurationError,
     PermanentError,
@@ -106,7 +107,8 @@ def _check_templates(settings: Settings, composer: Composer, campaign: Campaign,
     if missing:
         folder = templates_dir / channel.template_dir
         known = sorted(p.name if p.is_dir() else p.stem for p in folder.glob("*")) if folder.is_dir() else []
-        close = difflib.get_close_matches(step.template, known, n=1)
+        # a folder that is there but lacks a file must not suggest its own name
+        close = difflib.get_close_matches(step.template, [k for k in known if k != step.template], n=1)
         yield Problem(campaign.source, campaign.line(loc), field,
                       f"unknown template {step.template!r}: "
                       f"{', '.join(_rel(templates_dir / m) for m in missing)} not found",
@@ -125,16 +127,23 @@ def _check_templates(settings: Settings, composer: Composer, campaign: Campaign,
         if key in checked:
             continue
         checked.add(key)
-        source, filename, _ = renderer.loader.get_source(renderer.env, name)
+        try:
+            source, filename, _ = renderer.loader.get_source(renderer.env, name)
+        except TemplateFileError as exc:
+            broken = True
+            yield Problem(exc.filename, exc.lineno, None, str(exc.message), None)
+            continue
         display = _rel(Path(filename))
         try:
             ast = renderer.env.parse(source, name, filename)
-        except TemplateSyntaxError as exc:
+            found = list(_variable_problems(ast, allowed, assigned, campaign, settings, channel))
+        except TemplateSyntaxError as exc:  # also TemplateAssertionError: an unknown filter or test
             broken = True
             yield Problem(display, exc.lineno, None, f"template syntax error: {exc.message}",
-                          "check the {{ }} and {% %} tags on this line")
+                          _syntax_hint(renderer, exc.message or ""))
             continue
-        for lineno, message, hint in _variable_problems(ast, allowed, assigned, campaign, settings, channel):
+        found.extend(_missing_references(renderer, ast))
+        for lineno, message, hint in found:
             broken = True
             yield Problem(display, lineno, None, message, hint)
     if broken:
@@ -156,9 +165,31 @@ def _check_templates(settings: Settings, composer: Composer, campaign: Campaign,
                 break
     except TemplateRenderError as exc:
         who = f" (rendering for sample subscriber {current})" if current else ""
+        reason = str(exc.context.get("reason", exc))
         yield Problem(_rel(Path(exc.context.get("file") or templates_dir)), exc.context.get("line"), None,
-                      f"{exc.context.get('reason', exc)}{who}",
-                      "guard optional values, e.g. {{ subscriber.city or 'your city' }}")
+                      f"{reason}{who}", "guard optional values, e.g. {{ subscriber.city or 'your city' }}"
+                      if reason.startswith("undefined variable") else None)
+
+
+def _syntax_hint(renderer: Renderer, message: str) -> str:
+    match = re.search(r"No (filter|test) named '([^']*)'", message)
+    if match:
+        kind, name = match.groups()
+        known = renderer.env.filters if kind == "filter" else renderer.env.tests
+        close = difflib.get_close_matches(name, [k for k in known if k != name], n=1)
+        return f"did you mean {close[0]!r}?" if close else f"see the {kind}s of Jinja2's template documentation"
+    return "check the {{ }} and {% %} tags on this line"
+
+
+def _missing_references(renderer: Renderer, ast: nodes.Template) -> Iterator[tuple[int, str, str | None]]:
+    """An include, extends or import of a template that does not exist, at its line."""
+    for node in ast.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        target = getattr(node, "template", None)
+        if isinstance(target, nodes.Const) and isinstance(target.value, str) and not renderer.exists(target.value):
+            if isinstance(node, nodes.Include) and node.ignore_missing:
+                continue
+            yield (node.lineno, f"template {target.value!r} not found under {_rel(renderer.templates_dir)}/",
+                   "check the name: it is a path under templates/, e.g. partials/button.html")
 
 
 def _closure(renderer: Renderer, names: Iterable[str]) -> list[str]:
@@ -175,10 +206,9 @@ def _closure(renderer: Renderer, names: Iterable[str]) -> list[str]:
 
 
 def _parse(renderer: Renderer, name: str) -> nodes.Template:
-    source = renderer.loader.get_source(renderer.env, name)[0]
     try:
-        return renderer.env.parse(source)
-    except TemplateSyntaxError:
+        return renderer.env.parse(renderer.loader.get_source(renderer.env, name)[0])
+    except (TemplateSyntaxError, TemplateFileError, RecursionError):  # each is reported by the static pass
         return nodes.Template([])
 
 

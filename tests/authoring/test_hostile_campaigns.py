@@ -162,3 +162,41 @@ def test_a_misspelt_key_of_a_tag_filter_suggests_the_right_one(project):
     project.campaign(CAMPAIGN.replace("  segment: everyone",
                                       "  segment: everyone\n  filter:\n    tags: {any: [a], al: [b]}"))
     one_problem(project.validate(), "[audience.filter.tags.al]", "unknown key 'al'", "did you mean 'all'?")
+
+
+# --- templates -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("{{ campaign.title | uper }}", "No filter named 'uper'. (did you mean 'upper'?)"),
+    ('{% include "partials/nope.txt" %}', "template 'partials/nope.txt' not found under templates/"),
+    ('{% extends "layouts/nope.txt" %}', "template 'layouts/nope.txt' not found under templates/"),
+    ("{{ 1/0 }}", "division by zero"),
+    ("{{ lipsum(10**8) }}", "lipsum() takes at most 100 paragraphs"),
+    ("{% for i in range(10**8) %}x{% endfor %}", "range() of 100,000,000 items"),
+    ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "more than 50 deep"),
+    ('{% include "x/hello.txt" %}', "each other without end"),
+])
+def test_a_template_error_is_one_problem_at_the_template_line(project, text, expected):
+    project.write("templates/x/hello.txt", "A line\n" + text + "\n")
+    one_problem(project.validate(), "templates/x/hello.txt:2:", expected)
+
+
+def test_a_template_that_is_not_utf8_is_a_problem(project):
+    (project.root / "templates" / "x" / "hello.txt").write_bytes(b"ok\ncaf\xe9\n")
+    one_problem(project.validate(), "templates/x/hello.txt:2:", "not UTF-8 text")
+
+
+def test_a_template_linking_out_of_templates_is_refused(project):
+    project.write(".env", "OUTREACH_SECRET_KEY=top-secret-value\n")
+    (project.root / "templates" / "x" / "hello.txt").unlink()
+    os.symlink(project.root / ".env", project.root / "templates" / "x" / "hello.txt")
+    result = project.validate()
+    one_problem(result, "templates/x/hello.txt", "outside the templates folder")
+    assert "top-secret-value" not in result.output
+
+
+def test_a_template_folder_missing_a_file_does_not_suggest_its_own_name(project):
+    # given templates/email/hello/ without its body.html
+    (project.root / "templates" / "email" / "hello" / "body.html").unlink()
+    found = one_problem(project.validate(), "[steps[0].template]", "body.html not found")
+    assert "did you mean 'hello'" not in found and "create templates/email/hello/body.html" in found
