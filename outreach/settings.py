@@ -7,6 +7,7 @@ the file and key, or the environment variable, to set.
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Mapping
@@ -14,15 +15,25 @@ from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from .authoring import yamlfile
 from .errors import ConfigurationError, Problem, ValidationFailed
 
 ENV_PREFIX = "OUTREACH_"
+AccountT = TypeVar("AccountT")
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 
@@ -61,6 +72,13 @@ class Limit(Strict):
 
     count: int = Field(gt=0)
     period: timedelta
+
+    @field_validator("period")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("the period of a rate limit must be longer than 0, e.g. 14/1s")
+        return v
 
     @classmethod
     def parse(cls, text: str | int) -> Limit:
@@ -106,6 +124,51 @@ class SmtpAccount(Strict):
 
     _norm_limits = field_validator("limits", mode="before")(_limits)
 
+    @field_validator("from_", "reply_to")
+    @classmethod
+    def _mailbox(cls, v: str | None) -> str | None:
+        if v is not None:
+            _check_mailbox(v)
+        return v
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None:
+            _check_mailbox(v, bare=True)
+        return v
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, v: int) -> int:
+        if not 1 <= v <= 65535:
+            raise ValueError(f"port {v} is not a TCP port; use 1 to 65535 (25, 465 or 587 for SMTP)")
+        return v
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, v: float) -> float:
+        if not 0 < v <= 3600:
+            raise ValueError(f"timeout {v} must be between 0 and 3600 seconds")
+        return v
+
+
+def _check_mailbox(value: str, bare: bool = False) -> None:
+    """An address as the SMTP channel will need it (mime.check_address: ASCII addr-spec,
+    IDN domain), optionally with a display name: `Name <news@example.org>`."""
+    from email.utils import parseaddr
+
+    from .channels.smtp.mime import check_address  # here: the channels import these settings
+
+    name, addr = parseaddr(value)
+    try:
+        if not addr or (bare and name) or (bare and addr != value.strip()):
+            raise ValueError
+        check_address(addr)
+    except ValueError:
+        example = "news@example.org" if bare else "Name <news@example.org>"
+        raise ValueError(f"{value!r} is not an email address; write e.g. {example}") from None
+
 
 class XAccount(Strict):
     """One X account. Keys come from OUTREACH_X_<ACCOUNT>_{CONSUMER_KEY,CONSUMER_SECRET,
@@ -129,18 +192,38 @@ class XAccount(Strict):
         return oauth1 or bool(self.user_token)
 
 
+def _distinct(accounts: dict[str, AccountT]) -> dict[str, AccountT]:
+    """Account names that map to different secret variables: `a-b` and `a_b` would both
+    read OUTREACH_SMTP_A_B_PASSWORD."""
+    seen: dict[str, str] = {}
+    for name in accounts:
+        key = account_env_name(name)
+        if key in seen:
+            raise ValueError(f"accounts {seen[key]!r} and {name!r} would share the secret variables "
+                             f"OUTREACH_*_{key}_*; rename one of them")
+        seen[key] = name
+    return accounts
+
+
 class EmailSettings(Strict):
     accounts: dict[str, SmtpAccount] = Field(default_factory=dict)
     default_account: str | None = None
+
+    _distinct = field_validator("accounts")(_distinct)
 
 
 class XSettings(Strict):
     accounts: dict[str, XAccount] = Field(default_factory=dict)
     default_account: str | None = None
 
+    _distinct = field_validator("accounts")(_distinct)
+
 
 class Organization(Strict):
-    name: str = "outreach"
+    """Who sends: shown in every email's footer, which the law wants (CAN-SPAM: a postal
+    address). Required by `outreach validate` when any campaign sends email."""
+
+    name: str = ""
     postal_address: str = ""
     website: str = ""
 
@@ -159,7 +242,14 @@ class Dispatch(Strict):
     @field_validator("lease", "backoff_base", "backoff_max", "catch_up", mode="before")
     @classmethod
     def _durations(cls, v: Any) -> Any:
-        return parse_duration(v) if isinstance(v, str) else v
+        return parse_duration(v) if isinstance(v, (str, int, float)) else v
+
+    @field_validator("lease", "backoff_base", "backoff_max")
+    @classmethod
+    def _positive(cls, v: timedelta, info: ValidationInfo) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError(f"dispatch.{info.field_name} must be longer than 0, e.g. 5m")
+        return v
 
 
 class Subscribers(Strict):
@@ -189,10 +279,37 @@ class Settings(Strict):
     # sandbox. Unset (the default), such an account is an error naming the variables to set.
     sandbox_dir: Path | None = None
 
+    _source: Path | None = PrivateAttr(default=None)
+    _doc: yamlfile.Located | None = PrivateAttr(default=None)
+
+    @property
+    def source_file(self) -> Path | None:
+        """The settings file these settings were read from; None when there was none."""
+        return self._source
+
+    def problem(self, loc: yamlfile.Loc, message: str, hint: str | None = None) -> Problem:
+        """A problem with the setting at `loc`, at its line of the settings file."""
+        if self._doc is not None:
+            return self._doc.problem(loc, message, hint)
+        return Problem("config/outreach.yaml", None, ".".join(map(str, loc)), message, hint)
+
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
         _zone(v)
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        check_base_url(v)
+        return v
+
+    @field_validator("database_url", "redis_url")
+    @classmethod
+    def _service_url(cls, v: str, info: ValidationInfo) -> str:
+        check_service_url(v, "redis://127.0.0.1:6379/0" if info.field_name == "redis_url" else
+                          "postgresql://user@db.example.org:5432/outreach or sqlite:///var/outreach.db")
         return v
 
     def path(self, p: Path) -> Path:
@@ -220,6 +337,40 @@ class Settings(Strict):
         return self.secret_key
 
 
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def check_base_url(url: str) -> None:
+    """The public address of the web process, which every unsubscribe link starts with: an
+    https URL (http only on loopback, for the demo and tests)."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 (raises ValueError for a malformed port)
+    except ValueError:
+        raise ValueError(f"{url!r} is not a URL; write e.g. https://news.example.org") from None
+    loopback = host in _LOOPBACK or host.startswith("127.")
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise ValueError(f"{url!r}: links in emails must use https (http only for 127.0.0.1 or localhost); "
+                         "write e.g. https://news.example.org")
+    if not host or parts.query or parts.fragment or parts.username is not None:
+        raise ValueError(f"{url!r} is not a site address; write e.g. https://news.example.org or "
+                         "https://example.org/outreach")
+
+
+def check_service_url(url: str, example: str) -> None:
+    """A database or Redis URL that the drivers can parse: a scheme, and a port that is a
+    number from 1 to 65535 when there is one. The message never repeats the URL: it may
+    hold a password."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"the port is not a number from 1 to 65535; write e.g. {example}") from None
+    if not parts.scheme or port == 0:
+        raise ValueError(f"not a URL; write e.g. {example}")
+
+
 def _zone(name: str) -> ZoneInfo:
     """The zone `name`, or ValueError saying how to write one. ZoneInfo raises more than
     ZoneInfoNotFoundError: IsADirectoryError for `Asia` (a folder of zones), ValueError for
@@ -228,9 +379,6 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(f"unknown time zone {name!r}; use an IANA name such as Europe/Paris") from None
-
-
-AccountT = TypeVar("AccountT")
 
 
 def _account(accounts: Mapping[str, AccountT], name: str | None, kind: str) -> AccountT:
@@ -256,21 +404,57 @@ _SMTP_SECRETS = ("password", "username")
 _X_SECRETS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret", "user_token")
 
 
-def _environment(root: Path, environ: dict[str, str] | None) -> dict[str, str]:
+# Where a value came from when it was not config/outreach.yaml: (file, line, variable), so a
+# problem with it names the variable and the .env line instead of a line of the YAML.
+Origin = tuple[str, int | None, str]
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_DOTENV_NAME = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=")
+
+
+def _environment(root: Path, environ: Mapping[str, str] | None) -> tuple[dict[str, str], dict[str, Origin]]:
+    """The variables (.env, then the real environment over it) and where each came from.
+    A .env that is not UTF-8, or a variable whose value is not text, is a problem naming it."""
     env: dict[str, str] = {}
+    origins: dict[str, Origin] = {}
     dotenv = root / ".env"
     if dotenv.is_file():
-        env.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
-    env.update(os.environ if environ is None else environ)  # the real environment wins over .env
-    return env
+        display = os.path.relpath(dotenv)
+        try:
+            raw = dotenv.read_bytes()
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationFailed([Problem(display, raw[:exc.start].count(b"\n") + 1, None,
+                                            f"not UTF-8 text ({exc.reason})", "save .env as UTF-8")]) from None
+        except OSError as exc:
+            raise ValidationFailed([Problem(display, None, None, f"cannot read it: {exc.strerror or exc}",
+                                            "make .env a readable file")]) from None
+        lines = {m.group(1): n for n, line in enumerate(text.splitlines(), 1) if (m := _DOTENV_NAME.match(line))}
+        for name, value in dotenv_values(stream=io.StringIO(text)).items():
+            if value is not None:
+                env[name] = value
+                origins[name] = (display, lines.get(name), name)
+    for name, value in (os.environ if environ is None else environ).items():  # the real environment wins
+        env[name] = value
+        origins[name] = ("environment", None, name)
+    bad = [origins[n] for n, v in env.items() if n.startswith(ENV_PREFIX) and _SURROGATE.search(v)]
+    if bad:
+        raise ValidationFailed([Problem(file if file != "environment" else name, line, None,
+                                        f"{name} is not UTF-8 text", "set it again as UTF-8 text")
+                                for file, line, name in bad])
+    return env, origins
 
 
-def _set(tree: dict[str, Any], keys: list[str], value: Any, variable: str) -> None:
+def _set(tree: dict[str, Any], keys: list[str], value: Any, variable: str) -> yamlfile.Loc:
+    """Set the key `keys` names; return its path as written in the YAML."""
+    path: list[str] = []
     for k in keys[:-1]:
-        tree = tree.setdefault(_existing_key(tree, k), {})
+        path.append(_existing_key(tree, k))
+        tree = tree.setdefault(path[-1], {})
         if not isinstance(tree, dict):
             raise ConfigurationError(f"{variable} sets a key inside {k!r}, which is not a section")
-    tree[_existing_key(tree, keys[-1])] = value
+    path.append(_existing_key(tree, keys[-1]))
+    tree[path[-1]] = value
+    return tuple(path)
 
 
 def _existing_key(tree: dict[str, Any], env_part: str) -> str:
@@ -307,20 +491,47 @@ def load_settings(root: Path | str = ".", config_file: Path | str | None = None,
             raise ValidationFailed([doc.problem((secret,), "secrets may not live in YAML",
                                                 f"set OUTREACH_{secret.upper()} in the environment or .env")])
 
-    env = _environment(root, environ)
+    env, where = _environment(root, environ)
+    origins: dict[yamlfile.Loc, Origin] = {}
     for key in _ENV_KEYS:
         if env.get(ENV_PREFIX + key.upper()):
             data[key] = env[ENV_PREFIX + key.upper()]
+            origins[(key,)] = where[ENV_PREFIX + key.upper()]
     for name, value in env.items():
         if name.startswith(ENV_PREFIX + "_"):
-            _set(data, [p.lower() for p in name[len(ENV_PREFIX) + 1:].split("__")], value, name)
+            keys = [p.lower() for p in name[len(ENV_PREFIX) + 1:].split("__")]
+            origins[_set(data, keys, value, name)] = where[name]
     _inject_secrets(data, env)
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    for key, value in overrides.items():
+        if value is not None:
+            data[key] = value
+            origins[(key,)] = ("command line", None, "--" + key.replace("_", "-"))
     data["root"] = root
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ValidationFailed(yamlfile.problems_from(exc, doc, Settings)) from None
+        raise ValidationFailed([_blame(doc, origins, loc, msg, hint)
+                                for loc, msg, hint in yamlfile.located_errors(exc, Settings, data)]) from None
+    settings._source = path if path.is_file() else None
+    settings._doc = doc if path.is_file() else None
+    return settings
+
+
+def _blame(doc: yamlfile.Located, origins: dict[yamlfile.Loc, Origin], loc: yamlfile.Loc, message: str,
+           hint: str | None) -> Problem:
+    """A problem at the YAML line of `loc`, or at the variable (and .env line) that set it."""
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in origins:
+            file, line, variable = origins[loc[:n]]
+            field = doc.problem(loc, message).field
+            if file == "environment":
+                file = f"environment variable {variable}"
+            elif file != "command line":
+                hint = f"set by {variable}" + (f"; {hint}" if hint else "")
+            else:
+                file = variable
+            return Problem(file, line, field, message, hint)
+    return doc.problem(loc, message, hint)
 
 
 def _inject_secrets(data: dict[str, Any], env: dict[str, str]) -> None:

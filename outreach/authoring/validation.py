@@ -32,7 +32,7 @@ from ..models import TEMPLATE_FIELDS, Subscriber
 from ..settings import Settings
 from ..subscribers.samples import sample_subscribers
 from .audience import Filter, segments_for
-from .campaigns import Campaign, CampaignSet, Step, load_campaigns
+from .campaigns import Campaign, CampaignSet, Step, campaign_files, load_campaigns
 
 LINK_FIELDS = frozenset({"unsubscribe", "view_in_browser", "unsubscribe_mailto"})
 ORGANIZATION_FIELDS = frozenset({"name", "postal_address", "website"})
@@ -59,12 +59,18 @@ def validate(settings: Settings, paths: list[Path] | None = None,
         except ValidationFailed as exc:
             segments = {}
             problems.extend(exc.problems)
+    problems.extend(_check_project(settings, paths))
     campaigns = load_campaigns(settings, paths)
     problems.extend(campaigns.problems)
+    if settings.source_file is None:
+        # accounts, attributes and the organization all live there: checking templates and
+        # accounts against none would bury the one problem under many
+        return Report(campaigns, list(dict.fromkeys(problems)))
     # one composer for every step: the dynamic pass composes exactly as the sender would
     composer = Composer(settings, LinkSigner(settings.secret_key or "validation-only", settings.base_url))
     recipients = sample_subscribers(settings)
     checked_templates: set[str] = set()
+    problems.extend(_check_organization(settings, campaigns))
     for campaign in campaigns.campaigns.values():
         problems.extend(_check_audience(campaign, segments))
         for i, step in enumerate(campaign.steps):
@@ -73,6 +79,37 @@ def validate(settings: Settings, paths: list[Path] | None = None,
                                              checked_templates))
     # the same partial used by several steps is reported once
     return Report(campaigns, list(dict.fromkeys(problems)))
+
+
+def _check_project(settings: Settings, paths: list[Path] | None) -> Iterator[Problem]:
+    """A project where there is nothing to check is a mistake (a wrong --root, a typo in a
+    path), not "ok: 0 campaigns"."""
+    if settings.source_file is None:
+        where = _rel(settings.root / "config" / "outreach.yaml")
+        yield Problem(where, None, None, "settings file not found",
+                      f"create {where} (organization, base_url, email and x accounts), or give --root "
+                      "the project directory")
+    if paths:
+        for path in paths:
+            if path.is_dir() and not campaign_files(settings, [path]):
+                yield Problem(_rel(path), None, None, "no campaign files (*.yaml) here",
+                              "give a campaign file or the folder that holds them")
+    elif not settings.path(settings.campaigns_dir).is_dir():
+        yield Problem(str(settings.campaigns_dir), None, None, "no campaigns folder",
+                      f"put each campaign in a YAML file under {settings.campaigns_dir}/")
+
+
+def _check_organization(settings: Settings, campaigns: CampaignSet) -> Iterator[Problem]:
+    """Messages sent to each subscriber's inbox say who sends them, and where (CAN-SPAM wants a
+    postal address in every commercial email; GDPR an identifiable sender)."""
+    if not any(step.channel_class.per_recipient for c in campaigns.campaigns.values() for step in c.steps):
+        return
+    org = settings.organization
+    for key, value, example in (("name", org.name, "Rights Watch"),
+                                ("postal_address", org.postal_address, "1 Main St, Springfield, IL 62701, USA")):
+        if not value.strip():
+            yield settings.problem(("organization", key), f"organization.{key} is required to send email "
+                                   "(it is shown in every footer)", f"set it in config/outreach.yaml, e.g. {example}")
 
 
 def _check_audience(campaign: Campaign, segments: dict[str, Filter]) -> Iterator[Problem]:
@@ -163,6 +200,8 @@ def _check_templates(settings: Settings, composer: Composer, campaign: Campaign,
                 who = f" (for sample subscriber {current})" if current else ""
                 yield Problem(_rel(templates_dir / names[-1]), None, field, f"{exc}{who}", exc.context.get("hint"))
                 break
+    except ConfigurationError:
+        return  # the step's account is missing or wrong: _check_account (or the settings check) says so
     except TemplateRenderError as exc:
         who = f" (rendering for sample subscriber {current})" if current else ""
         reason = str(exc.context.get("reason", exc))

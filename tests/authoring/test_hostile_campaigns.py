@@ -200,3 +200,45 @@ def test_a_template_folder_missing_a_file_does_not_suggest_its_own_name(project)
     (project.root / "templates" / "email" / "hello" / "body.html").unlink()
     found = one_problem(project.validate(), "[steps[0].template]", "body.html not found")
     assert "did you mean 'hello'" not in found and "create templates/email/hello/body.html" in found
+
+
+# --- settings checked across campaigns ------------------------------------------------------
+
+@pytest.mark.parametrize(("old", "field"), [
+    ("  name: Test Org\n", "organization.name"),
+    ("  postal_address: 1 Test Street, Testville\n", "organization.postal_address"),
+])
+def test_an_email_step_needs_the_organization_and_its_postal_address(project, old, field):
+    # given settings without the organization's name or postal address (the footer CAN-SPAM requires)
+    settings = (project.root / "config" / "outreach.yaml").read_text()
+    project.write("config/outreach.yaml", settings.replace(old, ""))
+    one_problem(project.validate(), "config/outreach.yaml:", f"[{field}]", "is required to send email")
+
+
+def test_without_email_steps_no_postal_address_is_needed(project):
+    settings = (project.root / "config" / "outreach.yaml").read_text()
+    project.write("config/outreach.yaml", settings.replace("  postal_address: 1 Test Street, Testville\n", ""))
+    project.campaign(CAMPAIGN.split("  - id: mail")[0] + "  - id: tweet\n    channel: x\n    template: hello\n"
+                     "    schedule:\n      at: 2030-01-15 09:00\n      timezone: Europe/Paris\n")
+    assert project.validate().exit_code == 0
+
+
+def test_a_missing_settings_file_is_said_once(project):
+    # given a project whose config/outreach.yaml is gone
+    (project.root / "config" / "outreach.yaml").unlink()
+    # then validate says that, instead of "unknown email account"
+    found = one_problem(project.validate(), "config/outreach.yaml:", "settings file not found")
+    assert "unknown email account" not in found
+
+
+def test_a_root_without_a_project_is_not_ok(project, tmp_path):
+    # given an existing directory that holds no project: not "ok: 0 campaigns"
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    result = project.run("--root", str(empty), "validate")
+    assert result.exit_code == 1 and "settings file not found" in result.output and "ok:" not in result.output
+
+
+def test_a_folder_without_campaigns_given_to_validate_is_a_problem(project):
+    (project.root / "drafts").mkdir()
+    one_problem(project.validate("drafts"), "drafts:", "no campaign files")
