@@ -163,11 +163,16 @@ def load(path: Path, display: str | None = None) -> Located:
                                       "save the file as UTF-8")) from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    loader = _UniqueKeyLoader(text)
+    loader: _UniqueKeyLoader | None = None
     try:
         _check_bounds(text, file)
+        loader = _UniqueKeyLoader(text)
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
+    except yaml.reader.ReaderError as exc:  # a control character: the reader refuses the whole text
+        line = text[:exc.position].count("\n") + 1 if isinstance(exc.position, int) else None
+        message = f"invalid YAML: character {chr(exc.character)!r} is not allowed"
+        raise YamlSyntaxError(Problem(file, line, None, message, "remove the control character")) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         msg = " ".join(x for x in (exc.context, exc.problem) if x)
@@ -177,7 +182,8 @@ def load(path: Path, display: str | None = None) -> Located:
         raise YamlSyntaxError(Problem(file, None, None, f"invalid YAML: {exc}",
                                       "remove control characters; save the file as UTF-8 text")) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     lines: dict[Loc, int] = {}
     if node is not None:
         _index_lines(node, (), lines)

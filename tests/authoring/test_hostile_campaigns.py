@@ -242,3 +242,9 @@ def test_a_root_without_a_project_is_not_ok(project, tmp_path):
 def test_a_folder_without_campaigns_given_to_validate_is_a_problem(project):
     (project.root / "drafts").mkdir()
     one_problem(project.validate("drafts"), "drafts:", "no campaign files")
+
+
+def test_a_control_character_is_one_problem_at_its_line(project):
+    # found by tests/properties: the YAML reader refuses the whole text before parsing it
+    (project.root / "config" / "campaigns" / "bad.yaml").write_text("name: x\ntitle: a\x1fb\n", encoding="utf-8")
+    one_problem(project.validate(), "config/campaigns/bad.yaml:2:", "character '\\x1f' is not allowed")
