@@ -175,3 +175,15 @@ def test_a_variable_that_is_not_text_is_one_problem(tmp_path):
 def test_settings_yaml_limits_apply(tmp_path):
     found = problems_of(tmp_path, "a: &a [*a]\n")
     assert len(found) == 1 and "refers to a value that contains it" in found[0]
+
+
+def test_a_password_pasted_into_base_url_is_not_repeated(tmp_path):
+    # found by tests/properties: the message quoted the whole URL
+    found = problems_of(tmp_path, ACCOUNT, environ={"OUTREACH_BASE_URL": "postgresql://u:s3cret@h:abc/db"})
+    assert len(found) == 1 and "[base_url]" in found[0] and "s3cret" not in found[0], found
+
+
+def test_a_database_url_in_the_wrong_variable_is_quoted_without_its_password(tmp_path):
+    # found by tests/properties: OUTREACH_TIMEZONE=postgresql://u:pw@... was quoted whole
+    found = problems_of(tmp_path, ACCOUNT, environ={"OUTREACH_TIMEZONE": "postgresql://u:s3cret@h/db"})
+    assert len(found) == 1 and "unknown time zone 'postgresql://u:***@h/db'" in found[0], found

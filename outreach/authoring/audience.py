@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import ValidationError, field_validator
 
 from ..errors import Problem, ValidationFailed
-from ..settings import Strict, _zone
+from ..formats import zone as _zone
+from ..settings import Strict
 from ..subscribers.fields import normalize_country
 from . import yamlfile
 

@@ -25,7 +25,9 @@ from pydantic import (
 
 from ..channels import CHANNELS, Channel
 from ..errors import Problem
-from ..settings import Settings, Strict, _zone, parse_duration
+from ..formats import parse_duration
+from ..formats import zone as _zone
+from ..settings import Settings, Strict
 from . import yamlfile
 from .audience import Audience
 
