@@ -32,6 +32,7 @@ from .sandbox import Budget, Limits, Loader, RenderLimitExceeded, Sandbox, Templ
 __all__ = ["Limits", "Renderer", "TemplateFileError", "describe_template_error", "one_line"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def one_line(text: str) -> str:
@@ -115,7 +116,14 @@ class Renderer:
                     pieces.throw(RenderLimitExceeded(f"rendering took longer than {limits.seconds:g} s"))
         except Exception:
             self.env.handle_exception()  # re-raised with the template's file and line in the traceback
-        return "".join(out)
+        text = "".join(out)
+        if not text.isascii() and _SURROGATE.search(text):
+            # an escape such as "\ud800" in the template: no message or file can hold it
+            exc = RenderLimitExceeded("the output holds a lone surrogate (an escape such as \\ud800 that is not "
+                                      "a character)")
+            exc.filename = template.filename  # type: ignore[attr-defined]  # where describe_template_error looks
+            raise exc
+        return text
 
     @staticmethod
     def _error(exc: BaseException, name: str) -> TemplateRenderError:

@@ -123,3 +123,11 @@ def test_a_link_out_of_the_templates_folder_is_never_read(tmp_path):
     # and a path with .. is not found at all
     with pytest.raises(TemplateRenderError, match="not found"):
         renderer.render("../.env", {})
+
+
+def test_a_surrogate_escape_in_a_template_is_refused(render):
+    # found by review: Jinja decodes "\ud800" in a string literal into a lone surrogate, which
+    # no email or file can hold (before: preview and send crashed encoding it)
+    with pytest.raises(TemplateRenderError, match="lone surrogate") as caught:
+        render('{{ "a\\ud800b" }}')
+    assert str(caught.value.context["file"]).endswith("t.txt")
