@@ -24,7 +24,8 @@ SNIPPETS = [
     "{% set ns = namespace(s='ab') %}", "{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
     "{{ campaign.data['items'][99] }}", "{{ subscriber.email.split('@') }}", "{{", "}}", "{%", "%}", "{#", "#}",
     "{{ links.unsubscribe }}", "{{ organization.name|upper }}", "\ud800", "{% raw %}", "{% endraw %}",
-    "{{ dict(a=1)|tojson }}", "{{ cycler(1,2).next() }}", "{% for a, b in campaign.data.items %}{% endfor %}",
+    "{{ dict(a=1)|tojson }}", '{{ "\\ud800" }}', "{{ '\\x00\\U0001F600' }}", "{{ cycler(1,2).next() }}",
+    "{% for a, b in campaign.data.items %}{% endfor %}",
 ]
 
 
@@ -56,3 +57,4 @@ def test_any_template_renders_or_fails_as_a_template_error(tmp_path_factory, tex
             assert exc.context.get("file") and "\n" not in str(exc.context.get("reason", "")).strip(), exc
         else:
             assert isinstance(out, str) and len(out) <= Limits().output_chars
+            out.encode("utf-8")  # what renders can be sent: every message and file is UTF-8
