@@ -7,6 +7,7 @@ the file and key, or the environment variable, to set.
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Mapping
@@ -14,29 +15,27 @@ from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from .authoring import yamlfile
 from .errors import ConfigurationError, Problem, ValidationFailed
+from .formats import check_base_url, check_mailbox, check_service_url
+from .formats import parse_duration as parse_duration  # where settings and campaigns used to find it
+from .formats import zone as _zone
 
 ENV_PREFIX = "OUTREACH_"
-_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
-
-
-def parse_duration(text: str | int | float) -> timedelta:
-    """'90s', '5m', '2h', '1d' (or a number of seconds) to a timedelta."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return timedelta(seconds=text)
-    m = _DURATION.match(str(text))
-    if not m:
-        raise ValueError(f"{text!r} is not a duration; write e.g. 30s, 5m, 2h or 1d")
-    return timedelta(seconds=float(m.group(1)) * _PERIODS[m.group(2)])
-
-
+AccountT = TypeVar("AccountT")
 class Strict(BaseModel):
     """Unknown keys are errors: a typo must not silently do nothing."""
 
@@ -48,6 +47,13 @@ class Limit(Strict):
 
     count: int = Field(gt=0)
     period: timedelta
+
+    @field_validator("period")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("the period of a rate limit must be longer than 0, e.g. 14/1s")
+        return v
 
     @classmethod
     def parse(cls, text: str | int) -> Limit:
@@ -93,6 +99,34 @@ class SmtpAccount(Strict):
 
     _norm_limits = field_validator("limits", mode="before")(_limits)
 
+    @field_validator("from_", "reply_to")
+    @classmethod
+    def _mailbox(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_mailbox(v)
+        return v
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_mailbox(v, bare=True)
+        return v
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, v: int) -> int:
+        if not 1 <= v <= 65535:
+            raise ValueError(f"port {v} is not a TCP port; use 1 to 65535 (25, 465 or 587 for SMTP)")
+        return v
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, v: float) -> float:
+        if not 0 < v <= 3600:
+            raise ValueError(f"timeout {v} must be between 0 and 3600 seconds")
+        return v
+
 
 class XAccount(Strict):
     """One X account. Keys come from OUTREACH_X_<ACCOUNT>_{CONSUMER_KEY,CONSUMER_SECRET,
@@ -116,18 +150,38 @@ class XAccount(Strict):
         return oauth1 or bool(self.user_token)
 
 
+def _distinct(accounts: dict[str, AccountT]) -> dict[str, AccountT]:
+    """Account names that map to different secret variables: `a-b` and `a_b` would both
+    read OUTREACH_SMTP_A_B_PASSWORD."""
+    seen: dict[str, str] = {}
+    for name in accounts:
+        key = account_env_name(name)
+        if key in seen:
+            raise ValueError(f"accounts {seen[key]!r} and {name!r} would share the secret variables "
+                             f"OUTREACH_*_{key}_*; rename one of them")
+        seen[key] = name
+    return accounts
+
+
 class EmailSettings(Strict):
     accounts: dict[str, SmtpAccount] = Field(default_factory=dict)
     default_account: str | None = None
+
+    _distinct = field_validator("accounts")(_distinct)
 
 
 class XSettings(Strict):
     accounts: dict[str, XAccount] = Field(default_factory=dict)
     default_account: str | None = None
 
+    _distinct = field_validator("accounts")(_distinct)
+
 
 class Organization(Strict):
-    name: str = "outreach"
+    """Who sends: shown in every email's footer, which the law wants (CAN-SPAM: a postal
+    address). Required by `outreach validate` when any campaign sends email."""
+
+    name: str = ""
     postal_address: str = ""
     website: str = ""
 
@@ -146,7 +200,14 @@ class Dispatch(Strict):
     @field_validator("lease", "backoff_base", "backoff_max", "catch_up", mode="before")
     @classmethod
     def _durations(cls, v: Any) -> Any:
-        return parse_duration(v) if isinstance(v, str) else v
+        return parse_duration(v) if isinstance(v, (str, int, float)) else v
+
+    @field_validator("lease", "backoff_base", "backoff_max")
+    @classmethod
+    def _positive(cls, v: timedelta, info: ValidationInfo) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError(f"dispatch.{info.field_name} must be longer than 0, e.g. 5m")
+        return v
 
 
 class Subscribers(Strict):
@@ -228,6 +289,20 @@ class Settings(Strict):
     # sandbox. Unset (the default), such an account is an error naming the variables to set.
     sandbox_dir: Path | None = None
 
+    _source: Path | None = PrivateAttr(default=None)
+    _doc: yamlfile.Located | None = PrivateAttr(default=None)
+
+    @property
+    def source_file(self) -> Path | None:
+        """The settings file these settings were read from; None when there was none."""
+        return self._source
+
+    def problem(self, loc: yamlfile.Loc, message: str, hint: str | None = None) -> Problem:
+        """A problem with the setting at `loc`, at its line of the settings file."""
+        if self._doc is not None:
+            return self._doc.problem(loc, message, hint)
+        return Problem("config/outreach.yaml", None, ".".join(map(str, loc)), message, hint)
+
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
@@ -242,8 +317,7 @@ class Settings(Strict):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", v.strip()):
-            raise ValueError(f"{v!r} is not the web process's public address; write e.g. https://news.example.org")
+        check_base_url(v)
         return v.strip().rstrip("/")
 
     @field_validator("topics")
@@ -264,6 +338,13 @@ class Settings(Strict):
     def link_keys(self) -> tuple[str, list[str]]:
         """(the key that signs links now, the keys whose links still verify)."""
         return self.require_secret_key(), list(self.previous_secret_keys)
+
+    @field_validator("database_url", "redis_url")
+    @classmethod
+    def _service_url(cls, v: str, info: ValidationInfo) -> str:
+        check_service_url(v, "redis://127.0.0.1:6379/0" if info.field_name == "redis_url" else
+                          "postgresql://user@db.example.org:5432/outreach or sqlite:///var/outreach.db")
+        return v
 
     def path(self, p: Path) -> Path:
         return p if p.is_absolute() else self.root / p
@@ -290,16 +371,6 @@ class Settings(Strict):
         return self.secret_key
 
 
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r}; use an IANA name such as Europe/Paris") from None
-
-
-AccountT = TypeVar("AccountT")
-
-
 def _account(accounts: Mapping[str, AccountT], name: str | None, kind: str) -> AccountT:
     if name is None:
         if len(accounts) == 1:
@@ -323,21 +394,58 @@ _SMTP_SECRETS = ("password", "username")
 _X_SECRETS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret", "user_token")
 
 
-def _environment(root: Path, environ: dict[str, str] | None) -> dict[str, str]:
+# Where a value came from when it was not config/outreach.yaml: (file, line, variable), so a
+# problem with it names the variable and the .env line instead of a line of the YAML.
+Origin = tuple[str, int | None, str]
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_PASSWORD_IN_URL = re.compile(r"(//[^/@\s:]*:)[^@\s/]*@")
+_DOTENV_NAME = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=")
+
+
+def _environment(root: Path, environ: Mapping[str, str] | None) -> tuple[dict[str, str], dict[str, Origin]]:
+    """The variables (.env, then the real environment over it) and where each came from.
+    A .env that is not UTF-8, or a variable whose value is not text, is a problem naming it."""
     env: dict[str, str] = {}
+    origins: dict[str, Origin] = {}
     dotenv = root / ".env"
     if dotenv.is_file():
-        env.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
-    env.update(os.environ if environ is None else environ)  # the real environment wins over .env
-    return env
+        display = os.path.relpath(dotenv)
+        try:
+            raw = dotenv.read_bytes()
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationFailed([Problem(display, raw[:exc.start].count(b"\n") + 1, None,
+                                            f"not UTF-8 text ({exc.reason})", "save .env as UTF-8")]) from None
+        except OSError as exc:
+            raise ValidationFailed([Problem(display, None, None, f"cannot read it: {exc.strerror or exc}",
+                                            "make .env a readable file")]) from None
+        lines = {m.group(1): n for n, line in enumerate(text.splitlines(), 1) if (m := _DOTENV_NAME.match(line))}
+        for name, value in dotenv_values(stream=io.StringIO(text)).items():
+            if value is not None:
+                env[name] = value
+                origins[name] = (display, lines.get(name), name)
+    for name, value in (os.environ if environ is None else environ).items():  # the real environment wins
+        env[name] = value
+        origins[name] = ("environment", None, name)
+    bad = [origins[n] for n, v in env.items() if n.startswith(ENV_PREFIX) and _SURROGATE.search(v)]
+    if bad:
+        raise ValidationFailed([Problem(file if file != "environment" else name, line, None,
+                                        f"{name} is not UTF-8 text", "set it again as UTF-8 text")
+                                for file, line, name in bad])
+    return env, origins
 
 
-def _set(tree: dict[str, Any], keys: list[str], value: Any, variable: str) -> None:
+def _set(tree: dict[str, Any], keys: list[str], value: Any, variable: str) -> yamlfile.Loc:
+    """Set the key `keys` names; return its path as written in the YAML."""
+    path: list[str] = []
     for k in keys[:-1]:
-        tree = tree.setdefault(_existing_key(tree, k), {})
+        path.append(_existing_key(tree, k))
+        tree = tree.setdefault(path[-1], {})
         if not isinstance(tree, dict):
             raise ConfigurationError(f"{variable} sets a key inside {k!r}, which is not a section")
-    tree[_existing_key(tree, keys[-1])] = value
+    path.append(_existing_key(tree, keys[-1]))
+    tree[path[-1]] = value
+    return tuple(path)
 
 
 def _existing_key(tree: dict[str, Any], env_part: str) -> str:
@@ -374,20 +482,49 @@ def load_settings(root: Path | str = ".", config_file: Path | str | None = None,
             raise ValidationFailed([doc.problem((secret,), "secrets may not live in YAML",
                                                 f"set OUTREACH_{secret.upper()} in the environment or .env")])
 
-    env = _environment(root, environ)
+    env, where = _environment(root, environ)
+    origins: dict[yamlfile.Loc, Origin] = {}
     for key in _ENV_KEYS:
         if env.get(ENV_PREFIX + key.upper()):
             data[key] = env[ENV_PREFIX + key.upper()]
+            origins[(key,)] = where[ENV_PREFIX + key.upper()]
     for name, value in env.items():
         if name.startswith(ENV_PREFIX + "_"):
-            _set(data, [p.lower() for p in name[len(ENV_PREFIX) + 1:].split("__")], value, name)
+            keys = [p.lower() for p in name[len(ENV_PREFIX) + 1:].split("__")]
+            origins[_set(data, keys, value, name)] = where[name]
     _inject_secrets(data, env)
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    for key, value in overrides.items():
+        if value is not None:
+            data[key] = value
+            origins[(key,)] = ("command line", None, "--" + key.replace("_", "-"))
     data["root"] = root
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ValidationFailed(yamlfile.problems_from(exc, doc, Settings)) from None
+        raise ValidationFailed([_blame(doc, origins, loc, msg, hint)
+                                for loc, msg, hint in yamlfile.located_errors(exc, Settings, data)]) from None
+    settings._source = path if path.is_file() else None
+    settings._doc = doc if path.is_file() else None
+    return settings
+
+
+def _blame(doc: yamlfile.Located, origins: dict[yamlfile.Loc, Origin], loc: yamlfile.Loc, message: str,
+           hint: str | None) -> Problem:
+    """A problem at the YAML line of `loc`, or at the variable (and .env line) that set it. A
+    password in a URL the message quotes (a database URL in the wrong variable) is masked."""
+    message = _PASSWORD_IN_URL.sub(r"\1***@", message)
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in origins:
+            file, line, variable = origins[loc[:n]]
+            field = doc.problem(loc, message).field
+            if file == "environment":
+                file = f"environment variable {variable}"
+            elif file != "command line":
+                hint = f"set by {variable}" + (f"; {hint}" if hint else "")
+            else:
+                file = variable
+            return Problem(file, line, field, message, hint)
+    return doc.problem(loc, message, hint)
 
 
 def _inject_secrets(data: dict[str, Any], env: dict[str, str]) -> None:

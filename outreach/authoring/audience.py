@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError, field_validator
 
 from ..errors import Problem, ValidationFailed
+from ..formats import zone as _zone
 from ..settings import Strict
 from ..subscribers.fields import normalize_country
 from . import yamlfile
@@ -62,10 +62,7 @@ class Filter(Strict):
     @classmethod
     def _zones(cls, value: str | list[str] | None) -> str | list[str] | None:
         for name in as_list(value) or []:
-            try:
-                ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone {name!r}; use an IANA name such as Europe/Paris") from None
+            _zone(name)
         return value
 
 

@@ -6,29 +6,49 @@ Loading only checks the shape of each file (keys, types, schedules, step referen
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+import re
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from ..channels import CHANNELS, Channel
 from ..errors import Problem
+from ..formats import parse_duration
+from ..formats import zone as _zone
 from ..models import SubscriberStatus
-from ..settings import Settings, Strict, _zone, parse_duration
+from ..settings import Settings, Strict
 from . import yamlfile
 from .audience import Audience
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+# A template name is a path under templates/<channel>/ whose parts start with a letter or
+# digit: no `..`, no absolute path, nothing hidden.
+TEMPLATE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*$"
+
+# Standard five-field cron: numbers (names for month and weekday), `*`, ranges, lists and
+# steps. croniter also takes seconds and years (six or seven fields: a run every second), and
+# `R` (random: a different time each time it is read, so every tick would see new
+# occurrences), `H`, `L`, `W`, `#` and `?`: refused, so a schedule means the same everywhere.
+_CRON_NUMBER = r"(\*|\d+(-\d+)?)(/\d+)?"
+_CRON_NAMED = r"(\*|(\d+|[A-Za-z]{3})(-(\d+|[A-Za-z]{3}))?)(/\d+)?"
+_CRON_FIELDS = [re.compile(rf"^{pattern}(,{pattern})*$")
+                for pattern in (_CRON_NUMBER, _CRON_NUMBER, _CRON_NUMBER, _CRON_NAMED, _CRON_NAMED)]
+_CRON_MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+                "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
+CRON_HELP = ("five fields: minute hour day-of-month month day-of-week, e.g. \"0 9 1 * *\" for 09:00 on the 1st; "
+             "each field is *, a number, a range a-b, a list a,b or a step */n")
 
 
 def _duration(value: Any) -> Any:
@@ -36,25 +56,68 @@ def _duration(value: Any) -> Any:
 
 
 def _wall_time(value: Any) -> Any:
-    """'2026-12-01 09:00' (YAML leaves it a string) → naive datetime; the zone is separate."""
+    """'2026-12-01 09:00' (YAML leaves it a string) → naive datetime; the zone is separate.
+    Only a date and time is one: a number would be read as seconds since 1970, and a date
+    alone leaves the hour to chance."""
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.strip())
         except ValueError:
             raise ValueError(f"{value!r} is not a date and time; write YYYY-MM-DD HH:MM") from None
-    if isinstance(value, datetime) and value.tzinfo is not None:
+    if not isinstance(value, datetime):
+        what = "a date without a time" if isinstance(value, date) else repr(value)
+        raise ValueError(f"{what} is not a date and time; write YYYY-MM-DD HH:MM, e.g. 2030-01-15 09:00")
+    if value.tzinfo is not None:
         raise ValueError("write the time without an offset and give the zone in `timezone:`")
     return value
 
 
+def check_cron(expression: str) -> str:
+    """The expression if it is standard five-field cron, else ValueError saying how to write it."""
+    fields = expression.split()
+    if expression.strip() in _CRON_MACROS:
+        raise ValueError(f"write {expression.strip()!r} as five fields: \"{_CRON_MACROS[expression.strip()]}\"")
+    if len(fields) != 5:
+        raise ValueError(f"cron expression {expression!r} has {len(fields)} field(s); {CRON_HELP}")
+    bad = [f for f, pattern in zip(fields, _CRON_FIELDS, strict=True) if not pattern.match(f)]
+    if bad or not croniter.is_valid(expression):
+        raise ValueError(f"invalid cron expression {expression!r}; {CRON_HELP}")
+    return expression
+
+
+def _check_occurs(cron: str, zone: ZoneInfo, start: datetime | None, end: datetime | None) -> None:
+    """A cron whose dates never come (`0 9 31 2 *`: February 31) or never fall between
+    `start` and `end` is a mistake; croniter would raise on every tick instead."""
+    window = (f" between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M}" if start and end
+              else f" after {start:%Y-%m-%d %H:%M}" if start
+              else f" before {end:%Y-%m-%d %H:%M}" if end else "")
+    try:
+        if start is not None or end is None:
+            base = (start - timedelta(seconds=1)) if start else datetime.now(zone).replace(tzinfo=None)
+            found: datetime = croniter(cron, base.replace(tzinfo=zone)).get_next(datetime)
+            in_window = end is None or found.replace(tzinfo=None) <= end
+        else:
+            croniter(cron, end.replace(tzinfo=zone) + timedelta(seconds=1)).get_prev(datetime)
+            in_window = True
+    except CroniterBadDateError:
+        raise ValueError(f"cron {cron!r} never occurs: there is no such date "
+                         "(e.g. February 30 or April 31)") from None
+    except (OverflowError, ValueError):  # a start or end at the edge of the calendar
+        in_window = False
+    if not in_window:
+        raise ValueError(f"cron {cron!r} never occurs{window}; widen start/end or change the expression")
+
+
 class Schedule(Strict):
+    # pydantic validates fields in this order: `cron` comes after the zone and the window it
+    # is checked against
     at: datetime | None = None
-    cron: str | None = None
-    after: str | None = None
-    delay: timedelta = timedelta(0)
     timezone: str | None = None
     start: datetime | None = None
     end: datetime | None = None
+    cron: str | None = None
+    after: str | None = None
+    delay: timedelta = timedelta(0)
     local_time: bool = False
 
     _times = field_validator("at", "start", "end", mode="before")(_wall_time)
@@ -69,10 +132,13 @@ class Schedule(Strict):
 
     @field_validator("cron")
     @classmethod
-    def _cron(cls, v: str | None) -> str | None:
-        if v is not None and not croniter.is_valid(v):
-            raise ValueError(f"invalid cron expression {v!r}; five fields: minute hour day-of-month "
-                             "month day-of-week, e.g. \"0 9 1 * *\" for 09:00 on the 1st")
+    def _cron(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return None
+        check_cron(v)
+        start, end = info.data.get("start"), info.data.get("end")
+        if info.data.get("timezone") and not (start and end and end <= start):  # that one is said below
+            _check_occurs(v, ZoneInfo(info.data["timezone"]), start, end)
         return v
 
     @model_validator(mode="after")
@@ -87,6 +153,8 @@ class Schedule(Strict):
             raise ValueError("`delay` only applies to a schedule with `after: STEP`")
         if (self.start or self.end) and self.cron is None:
             raise ValueError("`start`/`end` only apply to a `cron` schedule")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError(f"`end` ({self.end:%Y-%m-%d %H:%M}) is not after `start` ({self.start:%Y-%m-%d %H:%M})")
         return self
 
     @property
@@ -108,6 +176,21 @@ class Step(Strict):
     # check before sending lets through, and whether its links include `links.confirm`.
     reaches: ClassVar[frozenset[SubscriberStatus]] = frozenset({SubscriberStatus.CONFIRMED})
     confirms: ClassVar[bool] = False
+
+    @field_validator("template")
+    @classmethod
+    def _template_name(cls, v: str) -> str:
+        if not re.match(TEMPLATE_PATTERN, v):
+            raise ValueError(f"{v!r} is not a template name; write the name of a template under templates/, "
+                             "e.g. newsletter (no leading /, no ..)")
+        return v
+
+    @field_validator("expires")
+    @classmethod
+    def _positive_expiry(cls, v: timedelta | None) -> timedelta | None:
+        if v is not None and v <= timedelta(0):
+            raise ValueError("`expires` must be longer than 0 (an occurrence found later than this is skipped)")
+        return v
 
     @field_validator("channel")
     @classmethod
@@ -260,7 +343,12 @@ def _load_data_files(settings: Settings, campaign: Campaign, doc: yamlfile.Locat
             problems.append(doc.problem(loc, f"{key!r} is defined both in data and data_files",
                                         "keep one of them"))
             continue
-        path = settings.path(settings.data_dir) / rel
+        try:
+            path = data_file_path(settings, rel)
+        except ValueError as exc:
+            problems.append(doc.problem(loc, str(exc), f"write a path relative to {settings.data_dir}/, "
+                                                       "e.g. targets/list.yaml"))
+            continue
         if not path.is_file():
             problems.append(doc.problem(loc, f"data file {rel} not found under {settings.data_dir}",
                                         "the path is relative to the config directory"))
@@ -269,6 +357,22 @@ def _load_data_files(settings: Settings, campaign: Campaign, doc: yamlfile.Locat
             campaign.data[key] = yamlfile.load(path, os.path.relpath(path)).data
         except yamlfile.YamlSyntaxError as exc:
             problems.append(exc.problem)
+
+
+def data_file_path(settings: Settings, rel: str) -> Path:
+    """Where data file `rel` is: a YAML file inside the config directory, links resolved.
+    ValueError for anything else: templates render whatever a data file holds, so a path
+    out of config/ (`../.env`, an absolute path, a link pointing away) would let a campaign
+    print secrets into a tweet."""
+    base = settings.path(settings.data_dir).resolve()
+    if Path(rel).is_absolute() or rel.startswith(("/", "\\")) or ".." in Path(rel).parts or "\\" in rel:
+        raise ValueError(f"data file {rel!r} is outside {settings.data_dir}/")
+    if Path(rel).suffix.lower() not in (".yaml", ".yml"):
+        raise ValueError(f"data file {rel!r} is not a YAML file (.yaml or .yml)")
+    path = (base / rel).resolve()
+    if not path.is_relative_to(base):
+        raise ValueError(f"data file {rel!r} is a link to a file outside {settings.data_dir}/")
+    return path
 
 
 def root_step(campaign: Campaign, step: Step) -> tuple[Step, timedelta]:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import Problem, ValidationFailed
 from ..settings import Settings
 from .audience import Filter, segments_for
 from .campaigns import Campaign, campaign_files
@@ -47,6 +48,7 @@ class Catalog:
         self._signature: Signature | None = None
         self._campaigns: dict[str, Campaign] = {}
         self._segments: dict[str, Filter] = {}
+        self._rejected: list[Problem] = []
 
     def campaigns(self) -> dict[str, Campaign]:
         """The campaigns that validate. A campaign with any problem is left out (and logged):
@@ -59,6 +61,11 @@ class Catalog:
         self._refresh()
         return self._segments
 
+    def rejected(self) -> list[Problem]:
+        """Why the files left out were left out (what `outreach status` shows)."""
+        self._refresh()
+        return self._rejected
+
     def _refresh(self) -> None:
         now = self._clock()
         if self._looked_at is not None and now - self._looked_at < self.min_interval:
@@ -70,13 +77,21 @@ class Catalog:
             return
         from .validation import validate
 
-        segments = segments_for(s)
+        rejected: list[Problem] = []
+        try:
+            segments = segments_for(s)
+        except ValidationFailed as exc:
+            # a broken segments file leaves out the campaigns that use a segment, not all of them
+            segments = {}
+            rejected.extend(exc.problems)
         valid: dict[str, Campaign] = {}
         for path in campaign_files(s):
             report = validate(s, [path], segments=segments)
-            for problem in report.problems:
-                log.error("campaign not scheduled: %s", problem)
+            rejected.extend(report.problems)
             if report.ok:
                 valid.update(report.campaigns.campaigns)
+        for problem in rejected:
+            log.error("campaign not scheduled: %s", problem)
         self._campaigns, self._segments, self._signature = valid, segments, signature
+        self._rejected = list(dict.fromkeys(rejected))
         self.generation += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from ..channels.base import RECIPIENT_CONTEXT, Channel
 from ..content.compose import Composer
 from ..content.links import LINK_FIELDS as _LINKS
 from ..content.links import LinkSigner
-from ..content.templating import Renderer
+from ..content.templating import Renderer, TemplateFileError
 from ..errors import (
     ConfigurationError,
     PermanentError,
@@ -32,7 +33,7 @@ from ..models import TEMPLATE_FIELDS, Subscriber
 from ..settings import Settings
 from ..subscribers.samples import sample_subscribers
 from .audience import Filter, segments_for
-from .campaigns import Campaign, CampaignSet, Step, load_campaigns
+from .campaigns import Campaign, CampaignSet, Step, campaign_files, load_campaigns
 
 LINK_FIELDS = frozenset(_LINKS)  # content/links.py is the one list
 ORGANIZATION_FIELDS = frozenset({"name", "postal_address", "website"})
@@ -59,12 +60,18 @@ def validate(settings: Settings, paths: list[Path] | None = None,
         except ValidationFailed as exc:
             segments = {}
             problems.extend(exc.problems)
+    problems.extend(_check_project(settings, paths))
     campaigns = load_campaigns(settings, paths)
     problems.extend(campaigns.problems)
+    if settings.source_file is None:
+        # accounts, attributes and the organization all live there: checking templates and
+        # accounts against none would bury the one problem under many
+        return Report(campaigns, list(dict.fromkeys(problems)))
     # one composer for every step: the dynamic pass composes exactly as the sender would
     composer = Composer(settings, LinkSigner(settings.secret_key or "validation-only", settings.base_url))
     recipients = sample_subscribers(settings)
     checked_templates: set[str] = set()
+    problems.extend(_check_organization(settings, campaigns))
     for campaign in campaigns.campaigns.values():
         problems.extend(_check_audience(campaign, segments))
         for i, step in enumerate(campaign.steps):
@@ -73,6 +80,37 @@ def validate(settings: Settings, paths: list[Path] | None = None,
                                              checked_templates))
     # the same partial used by several steps is reported once
     return Report(campaigns, list(dict.fromkeys(problems)))
+
+
+def _check_project(settings: Settings, paths: list[Path] | None) -> Iterator[Problem]:
+    """A project where there is nothing to check is a mistake (a wrong --root, a typo in a
+    path), not "ok: 0 campaigns"."""
+    if settings.source_file is None:
+        where = _rel(settings.root / "config" / "outreach.yaml")
+        yield Problem(where, None, None, "settings file not found",
+                      f"create {where} (organization, base_url, email and x accounts), or give --root "
+                      "the project directory")
+    if paths:
+        for path in paths:
+            if path.is_dir() and not campaign_files(settings, [path]):
+                yield Problem(_rel(path), None, None, "no campaign files (*.yaml) here",
+                              "give a campaign file or the folder that holds them")
+    elif not settings.path(settings.campaigns_dir).is_dir():
+        yield Problem(str(settings.campaigns_dir), None, None, "no campaigns folder",
+                      f"put each campaign in a YAML file under {settings.campaigns_dir}/")
+
+
+def _check_organization(settings: Settings, campaigns: CampaignSet) -> Iterator[Problem]:
+    """Messages sent to each subscriber's inbox say who sends them, and where (CAN-SPAM wants a
+    postal address in every commercial email; GDPR an identifiable sender)."""
+    if not any(step.channel_class.per_recipient for c in campaigns.campaigns.values() for step in c.steps):
+        return
+    org = settings.organization
+    for key, value, example in (("name", org.name, "Rights Watch"),
+                                ("postal_address", org.postal_address, "1 Main St, Springfield, IL 62701, USA")):
+        if not value.strip():
+            yield settings.problem(("organization", key), f"organization.{key} is required to send email "
+                                   "(it is shown in every footer)", f"set it in config/outreach.yaml, e.g. {example}")
 
 
 def _check_audience(campaign: Campaign, segments: dict[str, Filter]) -> Iterator[Problem]:
@@ -107,7 +145,8 @@ def _check_templates(settings: Settings, composer: Composer, campaign: Campaign,
     if missing:
         folder = templates_dir / channel.template_dir
         known = sorted(p.name if p.is_dir() else p.stem for p in folder.glob("*")) if folder.is_dir() else []
-        close = difflib.get_close_matches(step.template, known, n=1)
+        # a folder that is there but lacks a file must not suggest its own name
+        close = difflib.get_close_matches(step.template, [k for k in known if k != step.template], n=1)
         yield Problem(campaign.source, campaign.line(loc), field,
                       f"unknown template {step.template!r}: "
                       f"{', '.join(_rel(templates_dir / m) for m in missing)} not found",
@@ -126,16 +165,23 @@ def _check_templates(settings: Settings, composer: Composer, campaign: Campaign,
         if key in checked:
             continue
         checked.add(key)
-        source, filename, _ = renderer.loader.get_source(renderer.env, name)
+        try:
+            source, filename, _ = renderer.loader.get_source(renderer.env, name)
+        except TemplateFileError as exc:
+            broken = True
+            yield Problem(exc.filename, exc.lineno, None, str(exc.message), None)
+            continue
         display = _rel(Path(filename))
         try:
             ast = renderer.env.parse(source, name, filename)
-        except TemplateSyntaxError as exc:
+            found = list(_variable_problems(ast, allowed, assigned, campaign, settings, channel))
+        except TemplateSyntaxError as exc:  # also TemplateAssertionError: an unknown filter or test
             broken = True
             yield Problem(display, exc.lineno, None, f"template syntax error: {exc.message}",
-                          "check the {{ }} and {% %} tags on this line")
+                          _syntax_hint(renderer, exc.message or ""))
             continue
-        for lineno, message, hint in _variable_problems(ast, allowed, assigned, campaign, settings, channel):
+        found.extend(_missing_references(renderer, ast))
+        for lineno, message, hint in found:
             broken = True
             yield Problem(display, lineno, None, message, hint)
     if broken:
@@ -155,11 +201,35 @@ def _check_templates(settings: Settings, composer: Composer, campaign: Campaign,
                 who = f" (for sample subscriber {current})" if current else ""
                 yield Problem(_rel(templates_dir / names[-1]), None, field, f"{exc}{who}", exc.context.get("hint"))
                 break
+    except ConfigurationError:
+        return  # the step's account is missing or wrong: _check_account (or the settings check) says so
     except TemplateRenderError as exc:
         who = f" (rendering for sample subscriber {current})" if current else ""
+        reason = str(exc.context.get("reason", exc))
         yield Problem(_rel(Path(exc.context.get("file") or templates_dir)), exc.context.get("line"), None,
-                      f"{exc.context.get('reason', exc)}{who}",
-                      "guard optional values, e.g. {{ subscriber.city or 'your city' }}")
+                      f"{reason}{who}", "guard optional values, e.g. {{ subscriber.city or 'your city' }}"
+                      if reason.startswith("undefined variable") else None)
+
+
+def _syntax_hint(renderer: Renderer, message: str) -> str:
+    match = re.search(r"No (filter|test) named '([^']*)'", message)
+    if match:
+        kind, name = match.groups()
+        known = renderer.env.filters if kind == "filter" else renderer.env.tests
+        close = difflib.get_close_matches(name, [k for k in known if k != name], n=1)
+        return f"did you mean {close[0]!r}?" if close else f"see the {kind}s of Jinja2's template documentation"
+    return "check the {{ }} and {% %} tags on this line"
+
+
+def _missing_references(renderer: Renderer, ast: nodes.Template) -> Iterator[tuple[int, str, str | None]]:
+    """An include, extends or import of a template that does not exist, at its line."""
+    for node in ast.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        target = getattr(node, "template", None)
+        if isinstance(target, nodes.Const) and isinstance(target.value, str) and not renderer.exists(target.value):
+            if isinstance(node, nodes.Include) and node.ignore_missing:
+                continue
+            yield (node.lineno, f"template {target.value!r} not found under {_rel(renderer.templates_dir)}/",
+                   "check the name: it is a path under templates/, e.g. partials/button.html")
 
 
 def _closure(renderer: Renderer, names: Iterable[str]) -> list[str]:
@@ -176,10 +246,9 @@ def _closure(renderer: Renderer, names: Iterable[str]) -> list[str]:
 
 
 def _parse(renderer: Renderer, name: str) -> nodes.Template:
-    source = renderer.loader.get_source(renderer.env, name)[0]
     try:
-        return renderer.env.parse(source)
-    except TemplateSyntaxError:
+        return renderer.env.parse(renderer.loader.get_source(renderer.env, name)[0])
+    except (TemplateSyntaxError, TemplateFileError, RecursionError):  # each is reported by the static pass
         return nodes.Template([])
 
 

@@ -70,3 +70,21 @@ def status_table(rt: Runtime, limit: int, echo: Callable[[str], None], console: 
                       str(total - done))
     # a log or a pipe gets the full table, not one squeezed into 80 columns
     (console or Console(width=None if sys.stdout.isatty() else 140)).print(table)
+    not_scheduled(rt, echo)
+
+
+def not_scheduled(rt: Runtime, echo: Callable[[str], None]) -> None:
+    """The campaign files the scheduler leaves out (they do not validate) and the campaigns
+    whose schedule it cannot compute: what the beat's log says, for an operator who looks here."""
+    from ..delivery.planner import schedule_problems
+    from ..delivery.scheduling import now_utc
+
+    rejected = rt.catalog.rejected()
+    failing = schedule_problems(rt, now_utc())
+    if not rejected and not failing:
+        return
+    echo("not scheduled (fix these, then run `outreach validate`):")
+    for problem in rejected:
+        echo(f"  {problem}")
+    for name, reason in failing.items():
+        echo(f"  campaign {name}: {reason}")

@@ -70,6 +70,8 @@ def tick(obj: Context) -> None:
 
     report = delivery.tick(rt, enqueue)
     click.echo(f"runs created: {len(report.created)}, skipped: {len(report.skipped)}, queued: {report.queued}")
+    for name, reason in report.failed.items():
+        click.secho(f"campaign {name} not scheduled in this tick: {reason}", fg="red", err=True)
 
 
 @click.command()

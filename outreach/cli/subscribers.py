@@ -31,10 +31,13 @@ def import_(obj: Context, file: str) -> None:
     complained; new rows default to confirmed), consent_source, consent_at (ISO 8601). Other
     columns are custom attributes.
     \b
-    Known addresses are updated; empty cells keep the stored value. An unsubscribed person
-    is never re-subscribed by an import. Bad rows are listed on stderr as FILE:LINE: reason
-    and skipped; the others are imported (exit status 0). Exit status 1 when the file cannot
-    be read, has no usable header, or every row was bad.
+    Known addresses are updated; empty cells keep the stored value. A status in the file
+    never upgrades anyone: unsubscribed, bounced and complained addresses keep their status,
+    and pending ones are not confirmed by a file. Addresses must be ones the SMTP channel can
+    send to (ASCII before the @). A cell starting with ' before =, +, -, @ (as exported)
+    loses that apostrophe. Bad rows are listed on stderr as FILE:LINE: reason and skipped;
+    the others are imported (exit status 0). Exit status 1 when the file cannot be read, has
+    no usable header, or every row was bad.
     """
     from ..subscribers.csvfile import import_csv
 
@@ -60,7 +63,8 @@ def import_(obj: Context, file: str) -> None:
 @click.argument("file", default="-", type=click.Path(dir_okay=False, allow_dash=True))
 @click.pass_obj
 def export(obj: Context, file: str) -> None:
-    """Write every subscriber as CSV (the import format) to FILE, or stdout with -."""
+    """Write every subscriber as CSV (the import format) to FILE, or stdout with -. A cell
+    starting with =, +, -, @ gets a leading ' so spreadsheets show it as text."""
     from ..subscribers.csvfile import export_csv
 
     with obj.engine() as engine:

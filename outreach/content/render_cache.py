@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import meta, nodes
+from jinja2 import TemplateError, meta, nodes
 from markupsafe import escape
 
 from ..models import TEMPLATE_FIELDS, Subscriber
@@ -57,8 +57,10 @@ def plan_for(renderer: Renderer, names: list[str]) -> Plan | None:
         if name in seen:
             continue
         seen.add(name)
-        source = renderer.loader.get_source(renderer.env, name)[0]
-        ast = renderer.env.parse(source)
+        try:
+            ast = renderer.env.parse(renderer.loader.get_source(renderer.env, name)[0])
+        except (TemplateError, RecursionError):
+            return None  # no caching: the full render reports what is wrong with it
         refs = list(meta.find_referenced_templates(ast))
         if None in refs:
             return None  # an include whose name is computed: cannot see what it reads

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
+
 from .. import store
 from ..authoring.audience import Filter
 from ..authoring.campaigns import Campaign, Step
@@ -34,6 +36,13 @@ class TickReport:
     skipped: list[int] = field(default_factory=list)
     planned: dict[int, int] = field(default_factory=dict)
     queued: dict[str, int] = field(default_factory=dict)
+    # campaign name → why it was not (fully) scheduled in this tick; the others were
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+# The database (or the connection to it) failing is everyone's problem: the whole tick stops
+# and the next one does the same work again (creating and planning runs is idempotent).
+_SHARED_FAILURES = (sa.exc.OperationalError, sa.exc.InterfaceError)
 
 
 def schedule_runs(rt: Runtime, now: datetime) -> TickReport:
@@ -42,29 +51,69 @@ def schedule_runs(rt: Runtime, now: datetime) -> TickReport:
     Two beats racing, or a beat restarted, compute the same occurrences; UNIQUE(campaign,
     step, occurrence) lets exactly one create each run. An occurrence missed while the beat
     was down is created when it comes back, or recorded `skipped` when older than `expires`.
+
+    One campaign that fails (its schedule cannot be computed, its run cannot be planned) is
+    logged and reported in `failed`, and every other campaign is still scheduled: one file
+    must not stop every campaign. A failed campaign's occurrences in this tick's window are
+    not retried by the next tick; a run it created stays `planning` and is planned again below
+    once it is stuck.
     """
     report = TickReport()
     since = scheduler_state.get_cursor(rt.engine, CURSOR) or now - rt.settings.dispatch.catch_up
     for campaign in rt.campaigns().values():
-        for step in campaign.steps:
-            for occ in occurrences(campaign, step, since, now):
-                late = step.expires is not None and now - occ > step.expires
-                run_id = store.create_run(rt.engine, campaign.name, step.id, occ,
-                                          status=RunStatus.SKIPPED if late else RunStatus.PLANNING)
-                if run_id is None:
-                    continue
-                (report.skipped if late else report.created).append(run_id)
-                if late:
-                    log.warning("run %s %s/%s at %s skipped: %s late (expires %s)", run_id, campaign.name,
-                                step.id, occ.isoformat(), now - occ, step.expires)
-                else:
-                    report.planned[run_id] = plan_run(rt, run_id)
+        try:
+            due = [(step, occ) for step in campaign.steps for occ in occurrences(campaign, step, since, now)]
+        except Exception as exc:  # whatever slipped past validate: this campaign only
+            _failed(report, campaign.name, "its schedule cannot be computed", exc)
+            continue
+        for step, occ in due:
+            late = step.expires is not None and now - occ > step.expires
+            run_id = store.create_run(rt.engine, campaign.name, step.id, occ,
+                                      status=RunStatus.SKIPPED if late else RunStatus.PLANNING)
+            if run_id is None:
+                continue
+            (report.skipped if late else report.created).append(run_id)
+            if late:
+                log.warning("run %s %s/%s at %s skipped: %s late (expires %s)", run_id, campaign.name,
+                            step.id, occ.isoformat(), now - occ, step.expires)
+            else:
+                _plan(rt, run_id, campaign.name, report)
     scheduler_state.advance_cursor(rt.engine, CURSOR, now)
     # A planner that died between creating and planning a run left it in `planning`;
     # planning is idempotent, so finish the job.
     for run_id in scheduler_state.stuck_runs(rt.engine, RunStatus.PLANNING, now - STUCK_PLANNING):
-        report.planned[run_id] = plan_run(rt, run_id)
+        run = store.get_run(rt.engine, run_id)
+        _plan(rt, run_id, run.campaign if run else f"run {run_id}", report)
     return report
+
+
+def _plan(rt: Runtime, run_id: int, campaign: str, report: TickReport) -> None:
+    try:
+        report.planned[run_id] = plan_run(rt, run_id)
+    except _SHARED_FAILURES:
+        raise
+    except Exception as exc:  # this run stays `planning`: retried when stuck
+        _failed(report, campaign, f"run {run_id} cannot be planned", exc)
+
+
+def _failed(report: TickReport, campaign: str, what: str, exc: BaseException) -> None:
+    reason = f"{what}: {type(exc).__name__}: {exc}"
+    report.failed[campaign] = reason
+    log.error("campaign %s not scheduled in this tick (the others are): %s", campaign, reason)
+
+
+def schedule_problems(rt: Runtime, now: datetime, ahead: timedelta = timedelta(days=1)) -> dict[str, str]:
+    """What the tick would fail on for each valid campaign, looking from the last tick's window
+    to `ahead` from now; computed, nothing is written (for `outreach status`)."""
+    since = now - rt.settings.dispatch.catch_up
+    problems: dict[str, str] = {}
+    for campaign in rt.campaigns().values():
+        try:
+            for step in campaign.steps:
+                occurrences(campaign, step, since, now + ahead)
+        except Exception as exc:
+            problems[campaign.name] = f"its schedule cannot be computed: {type(exc).__name__}: {exc}"
+    return problems
 
 
 def plan_run(rt: Runtime, run_id: int, due_at: datetime | None = None) -> int:

@@ -23,6 +23,8 @@ BATCH_SIZE = 1000
 # Columns an update leaves as stored when the new value is None ("not given").
 _KEPT = ("name", "city", "region", "country", "timezone", "language", "consent_source", "consent_at")
 _s, _t, _x = subscribers, subscriber_tags, suppressions
+# Statuses an import never changes.
+_STAYS = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
 
 
 def _read(bind: Bind, fn: Callable[[sa.Connection], T]) -> T:
@@ -86,13 +88,18 @@ def _write_batch(conn: sa.Connection, batch: dict[str, Subscriber], default_stat
     # from update in one round trip (a pre-SELECT of 1,000 addresses chose a seq scan).
     inserted = sa.literal_column("(xmax = 0)") if pg else sa.null()
     ids: dict[str, int] = {}
-    # Two statements: rows whose file gave a status, and rows that keep the stored one. Neither
-    # turns an `unsubscribed` subscriber back (only the person can undo an unsubscribe).
+    # Two statements: rows whose file gave a status, and rows that keep the stored one. A given
+    # status never upgrades: an unsubscribed, bounced or complained subscriber stays so (only
+    # the person, or the provider, changes that), and a pending one is not confirmed by a file
+    # (only the person confirms). Moving someone out of `confirmed` is allowed.
     for given in (True, False):
         group = [rec for rec in batch.values() if (rec.status is not None) == given]
         if not group:
             continue
-        status = (sa.case((s.c.status == SubscriberStatus.UNSUBSCRIBED, s.c.status), else_=ex.status) if given
+        status = (sa.case((sa.or_(*(s.c.status == kept for kept in _STAYS)), s.c.status),
+                          ((s.c.status == SubscriberStatus.PENDING) & (ex.status == SubscriberStatus.CONFIRMED),
+                           s.c.status),
+                          else_=ex.status) if given
                   else s.c.status)
         stmt = ins.on_conflict_do_update(
             index_elements=[lower],

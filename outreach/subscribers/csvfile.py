@@ -11,10 +11,18 @@ Import rules (also in `outreach subscribers import --help`):
 - `status` defaults to `confirmed` for new rows (a list you import is people who agreed to
   hear from you; put `pending` in the column otherwise). An import never changes an
   `unsubscribed` subscriber back: only the person can undo an unsubscribe;
+- a status in the file never upgrades an address: a bounced, complained or unsubscribed
+  subscriber keeps that status whatever the file says, and a pending one is not confirmed by
+  a file (only the person confirms). A file may still mark someone unsubscribed or bounced;
+- an address is accepted only when the SMTP channel can send to it: an ASCII part before the
+  @ (no SMTPUTF8), a domain written the same by the sender and the validator (or stored in its
+  ASCII form, xn--...);
 - a bad row (invalid address, unknown country code or time zone, invalid status, language or
   date, wrong number of fields, CR/LF or NUL inside a field, invalid UTF-8, over-long value)
   is reported as `FILE:LINE: reason` and skipped; the other rows are imported. Bad rows are
-  filtered out before anything is written, so a bad file never damages stored rows.
+  filtered out before anything is written, so a bad file never damages stored rows;
+- export writes a cell starting with =, +, -, @, tab or CR with a leading apostrophe (so no
+  spreadsheet runs it as a formula); import removes that apostrophe again.
 Memory stays flat whatever the file size: lines are read one at a time and written in batches.
 """
 from __future__ import annotations
@@ -150,8 +158,8 @@ class _Header:
     def record(self, fields: list[str]) -> Subscriber:
         if len(fields) != self.width:
             raise DataError(f"expected {self.width} fields as in the header, found {len(fields)}")
-        values = {k: fields[i] for k, i in self.known.items()}
-        attrs = {k: fields[i] for k, i in self.custom.items()}
+        values = {k: _unguarded(fields[i]) for k, i in self.known.items()}
+        attrs = {k: _unguarded(fields[i]) for k, i in self.custom.items()}
         return make_subscriber(values, attrs)
 
 
@@ -174,6 +182,8 @@ def read_csv(stream: BinaryIO, filename: str,
                 continue
             except DataError as exc:
                 error = str(exc)
+            except Exception as exc:  # a value no check foresaw costs its row, never the file
+                error = f"this row could not be read ({type(exc).__name__}: {exc})"
         report(f"{filename}:{number}: {error}")
 
 
@@ -220,7 +230,24 @@ def _cell(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):  # tags
-        return ";".join(value)
+        return _guarded(";".join(value))
     if hasattr(value, "isoformat"):
         return value.isoformat()  # type: ignore[no-any-return]
-    return str(value)
+    return _guarded(str(value))
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV
+# injection": `=HYPERLINK(...)` in a name field). Export writes such a cell with a leading
+# apostrophe, which spreadsheets show as text; import takes that apostrophe off again, so an
+# exported file re-imports to the same values.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _guarded(text: str) -> str:
+    # also a value that already starts with apostrophes before a formula character, so that
+    # import (which removes exactly one) gives it back as it was
+    return "'" + text if text.lstrip("'").startswith(_FORMULA_START) else text
+
+
+def _unguarded(text: str) -> str:
+    return text[1:] if text.startswith("'") and text.lstrip("'").startswith(_FORMULA_START) else text

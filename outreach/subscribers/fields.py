@@ -13,12 +13,13 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pycountry
-from email_validator import EmailNotValidError, validate_email
+from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 
 from ..errors import DataError
 from ..models import Subscriber, SubscriberStatus
 
 _LIMITS = {"name": 200, "city": 200, "region": 100, "consent_source": 200}
+_SURROGATE = re.compile("[\ud800-\udfff]")  # not a character: no UTF-8 file, database or message holds it
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 
 # Plain ASCII dot-atom local parts, the overwhelming majority: for these, email_validator's
@@ -29,12 +30,37 @@ _SIMPLE_LOCAL = re.compile(r"^[A-Za-z0-9_%+-]+(\.[A-Za-z0-9_%+-]+)*$")
 
 @lru_cache(maxsize=4096)
 def _domain(domain: str) -> str:
-    return validate_email(f"x@{domain}", check_deliverability=False).domain
+    return _sendable(validate_email(f"x@{domain}", check_deliverability=False, allow_smtputf8=False)
+                     ).rpartition("@")[2]
+
+
+def _sendable(result: ValidatedEmail) -> str:
+    """The address to store: as normalized, unless the SMTP channel would write its domain
+    differently. The channel writes an address in ASCII with Python's IDNA 2003 codec,
+    email_validator with IDNA 2008; where they disagree (`straße.de` is strasse.de to one and
+    xn--strae-oqa.de to the other) the ASCII form is stored, so the message goes to the domain
+    that was validated."""
+    from ..channels.smtp.mime import check_address  # the channels import settings, which import us late
+
+    ascii_form = result.ascii_email
+    if ascii_form is None:  # not reachable with allow_smtputf8=False; kept as the guard it is
+        raise EmailNotValidError("the part before the @-sign must be ASCII")
+    try:
+        sent = check_address(result.normalized)
+    except ValueError:
+        sent = None
+    if sent is not None and sent.lower() == ascii_form.lower():
+        return str(result.normalized)
+    check_address(ascii_form)
+    local = result.normalized.rpartition("@")[0]
+    return f"{local}@{ascii_form.rpartition('@')[2]}"
 
 
 def normalize_email(address: str) -> str:
     """The stored form of an address: domain lower-cased and IDN-decoded, local part as written
-    (email_validator's `normalized`). Raises DataError naming what is wrong."""
+    (email_validator's `normalized`). Raises DataError naming what is wrong. An address is only
+    accepted when the SMTP channel can send to it: its local part is ASCII (no SMTPUTF8) and
+    its domain is stored in the form the sender writes the same way as the validator."""
     text = (address or "").strip()
     if not text:
         raise DataError("email address is empty")
@@ -42,12 +68,13 @@ def normalize_email(address: str) -> str:
         local, at, domain = text.rpartition("@")
         if at and len(text) <= 254 and len(local) <= 64 and _SIMPLE_LOCAL.match(local):
             return f"{local}@{_domain(domain)}"
-        return validate_email(text, check_deliverability=False).normalized
-    except EmailNotValidError:
+        return _sendable(validate_email(text, check_deliverability=False, allow_smtputf8=False))
+    except (EmailNotValidError, ValueError):
         # re-validate the whole address so the message is the one for this address
+        exc: Exception = ValueError("not an address the SMTP channel can send to")
         try:
-            validate_email(text, check_deliverability=False)
-        except EmailNotValidError as full:
+            _sendable(validate_email(text, check_deliverability=False, allow_smtputf8=False))
+        except (EmailNotValidError, ValueError) as full:
             exc = full
         raise DataError(f"invalid email address {text!r}: {exc}") from None
 
@@ -68,7 +95,7 @@ def normalize_country(code: str) -> str:
 def _zone_ok(name: str) -> bool:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # `Asia` is a directory: IsADirectoryError
         return False
     return True
 
@@ -135,6 +162,11 @@ def make_subscriber(values: Mapping[str, str | None], attrs: Mapping[str, str | 
             return value
         return check
 
+    for key, raw in (*values.items(), *(attrs or {}).items()):
+        if raw is not None and _SURROGATE.search(str(raw)):
+            problems.append(f"{key} is not text (it holds a lone surrogate such as \\ud800)")
+    if problems:
+        raise DataError("; ".join(problems))
     if not (values.get("email") or "").strip():
         problems.append("email address is empty")
     take("email", normalize_email)

@@ -179,6 +179,8 @@ def test_fast_path_agrees_with_email_validator():
     # given addresses of many shapes, valid and not
     from email_validator import EmailNotValidError, validate_email
 
+    from outreach.channels.smtp.mime import check_address
+
     samples = [
         "a@example.org", "A.B@Example.ORG", "a..b@example.org", ".a@example.org", "a.@example.org",
         "a+tag@sub.example.co.uk", "x@localhost", "x@example", "x@-bad.org", "x@bad-.org",
@@ -190,7 +192,8 @@ def test_fast_path_agrees_with_email_validator():
     for address in samples:
         try:
             expected = validate_email(address, check_deliverability=False).normalized
-        except EmailNotValidError:
+            check_address(expected)  # and the sender can send to it (email_validator allows 65+ local parts)
+        except (EmailNotValidError, ValueError):
             expected = None
         # when normalized through outreach, then the verdict and result are the same
         try:
