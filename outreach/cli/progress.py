@@ -70,3 +70,20 @@ def status_table(rt: Runtime, limit: int, echo: Callable[[str], None], console: 
                       str(total - done))
     # a log or a pipe gets the full table, not one squeezed into 80 columns
     (console or Console(width=None if sys.stdout.isatty() else 140)).print(table)
+
+
+def paused_accounts(rt: Runtime, echo: Callable[[str], None]) -> None:
+    """Accounts every worker holds back (a provider's rate limit, a configuration error), and
+    why: what a run's `retry` count is waiting for."""
+    from datetime import UTC, datetime
+
+    from ..errors import TransientError
+
+    try:
+        pauses = rt.limiter.pauses()
+    except TransientError as exc:
+        echo(f"paused accounts: unknown ({exc})")
+        return
+    for pause in pauses:
+        until = datetime.fromtimestamp(pause.until, UTC)
+        echo(f"account {pause.account} is paused until {until:%Y-%m-%d %H:%M:%S} UTC: {pause.why or 'by an operator'}")

@@ -77,9 +77,11 @@ def tick(obj: Context) -> None:
 @click.pass_obj
 def status(obj: Context, limit: int) -> None:
     """Recent runs and their deliveries by state."""
-    from .progress import status_table
+    from .progress import paused_accounts, status_table
 
-    status_table(obj.runtime(), limit, click.echo)
+    rt = obj.runtime()
+    status_table(rt, limit, click.echo)
+    paused_accounts(rt, click.echo)
 
 
 @click.command("resend-unknown")

@@ -16,6 +16,7 @@ from .ledger import (
                      finish_run_if_done,
                      get_delivery,
                      get_run,
+                     give_back,
                      mark_queued,
                      mark_run_planned,
                      plan_deliveries,
@@ -68,6 +69,6 @@ __all__ = [
     # ledger
     "create_run", "get_run", "find_run", "set_run_status", "mark_run_planned", "finish_run_if_done",
     "cancel_run", "run_progress", "plan_deliveries", "add_delivery", "get_delivery", "due_deliveries",
-    "mark_queued", "claim", "record_sent", "record_sent_many", "defer", "record_retry", "record_unknown",
+    "mark_queued", "claim", "record_sent", "record_sent_many", "defer", "give_back", "record_retry", "record_unknown",
     "record_failed", "record_skipped", "record_progress", "record_event", "requeue_unknown", "delivery_events_of",
 ]
