@@ -95,7 +95,7 @@ def send_batch(rt: Runtime, ids: Sequence[int], now: datetime | None = None) -> 
         by_run.setdefault(row.run_id, []).append(row)
     try:
         for run_id, group in by_run.items():
-            if book.broken is None:
+            if book.broken is None and not rt.stopping.is_set():
                 _send_run_group(rt, run_id, group, book)
     except BaseException as exc:
         book.finish(exc)
@@ -167,7 +167,7 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, ro
 
     def payloads() -> Iterator[tuple[AnyRow, Any]]:
         for row in rows:
-            if stop or book.broken is not None:
+            if stop or book.broken is not None or rt.stopping.is_set():
                 return
             try:
                 subscriber = recipients[row.subscriber_id].subscriber if row.subscriber_id in recipients else None
@@ -218,6 +218,8 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, ro
     if waiting and stop:  # never handed to the channel because an outcome stopped the feed
         why, until = stop[0]
         book.give_back(waiting, why, until)
+    elif waiting and rt.stopping.is_set():
+        book.give_back(waiting, "the worker was stopped before sending it", _soon())
     # (stopped because the database refused a write: `_Book.finish` gives those back)
 
 

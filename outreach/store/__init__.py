@@ -31,6 +31,8 @@ from .ledger import (
                      requeue_unknown,
                      run_progress,
                      set_run_status,
+                     unfinished_runs,
+                     unqueue,
 )
 from .migrations import current_revision, head_revision, require_current, upgrade
 
@@ -70,5 +72,6 @@ __all__ = [
     "create_run", "get_run", "find_run", "set_run_status", "mark_run_planned", "finish_run_if_done",
     "cancel_run", "run_progress", "plan_deliveries", "add_delivery", "get_delivery", "due_deliveries",
     "mark_queued", "claim", "record_sent", "record_sent_many", "defer", "give_back", "record_retry", "record_unknown",
-    "record_failed", "record_skipped", "record_progress", "record_event", "requeue_unknown", "delivery_events_of",
+    "unqueue", "unfinished_runs", "record_failed", "record_skipped", "record_progress", "record_event",
+    "requeue_unknown", "delivery_events_of",
 ]

@@ -292,6 +292,32 @@ def mark_queued(bind: Bind, ids: Iterable[int], lease_until: datetime, *, now: d
     return _tx(bind, go)
 
 
+def unqueue(bind: Bind, lease_until: datetime, enqueued: Iterable[int]) -> list[int]:
+    """Rows that one dispatch leased (`lease_until`, exactly) but never handed to the broker,
+    because it failed: due again at once instead of when the lease runs out. Returns their ids."""
+    done = set(_ids(enqueued))
+
+    def go(conn: sa.Connection) -> list[int]:
+        leased = conn.execute(sa.select(_d.c.id).where(_d.c.state == DeliveryState.QUEUED,
+                                                       _d.c.leased_until == lease_until)).scalars().all()
+        back = [i for i in leased if i not in done]
+        if back:
+            conn.execute(sa.update(_d).where(_id_in(conn, back), _d.c.state == DeliveryState.QUEUED)
+                         .values(state=sa.case((_d.c.attempts > 0, DeliveryState.RETRY), else_=DeliveryState.PENDING),
+                                 leased_until=None, updated_at=utcnow()))
+        return back
+    return _tx(bind, go)
+
+
+def unfinished_runs(bind: Bind, campaign: str, step: str, note_prefix: str) -> list[AnyRow]:
+    """Runs of a step, not finished, whose note starts with `note_prefix` (oldest first)."""
+    stmt = (sa.select(_r).where(_r.c.campaign == campaign, _r.c.step == step,
+                                _r.c.status.in_((RunStatus.PLANNING, RunStatus.PLANNED)),
+                                _r.c.note.startswith(note_prefix, autoescape=True))
+            .order_by(_r.c.id))
+    return list(_tx(bind, lambda conn: conn.execute(stmt).all()))
+
+
 def _settle_lost_sends(conn: sa.Connection, ids: list[int], now: datetime, resend_unknown: bool) -> None:
     """`sending` rows with an expired lease: a worker took them and never reported back. The
     message may or may not have left, so by default they become `unknown` (counted, visible,
