@@ -44,13 +44,14 @@ from tests.worker.conftest import _start
 class Stack:
     """Everything one scenario runs against, and what it ends with."""
 
-    def __init__(self, tmp: Path, db_url: str, name: str) -> None:
+    def __init__(self, tmp: Path, db_url: str, name: str, worker_db_url: str | None = None) -> None:
         self.name = name
         self.tmp = tmp
         self.started = time.monotonic()
         self.redis = RedisServer(tmp / "redis")
         self.redis.start()
         self.sink = FaultySink()
+        self.sink.pipelining = True  # like Postfix; a scenario may turn it off
         self._smtp = _start(self.sink)
         self.sink.port = self._smtp.port
         self.x = FaultyX()
@@ -64,7 +65,7 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH")}
         env.update({
             "OUTREACH_SECRET_KEY": "reliability-secret",
-            "OUTREACH_DATABASE_URL": db_url,
+            "OUTREACH_DATABASE_URL": worker_db_url or db_url,
             "OUTREACH_REDIS_URL": self.redis.url,
             "OUTREACH_BROKER_URL": self.redis.url,
             "OUTREACH__DISPATCH__TICK_SECONDS": "1",
@@ -77,12 +78,14 @@ class Stack:
         self.project = Project(root, env)
         self.procs = Procs(self.project, tmp / "logs")  # type: ignore[arg-type]
         self.people: list[str] = []
+        self._extra: list[RedisServer] = []
 
     # --- the project -------------------------------------------------------------------
 
     def configure(self, *, limits: str = '["100000/1s"]', x_limits: str = '["100000/1s"]',
                   dispatch: str = "{batch_size: 50, lease: 8s, backoff_base: 1s, backoff_max: 4s, max_attempts: 8}",
-                  smtp: str = "timeout: 10", x_timeout: float = 10, x_posts: int = 0) -> None:
+                  smtp: str = "timeout: 10", x_timeout: float = 10, x_posts: int = 0,
+                  campaigns: dict[str, str] | None = None) -> None:
         self.project.write("config/outreach.yaml", f"""\
             organization: {{name: Test Org, postal_address: "1 Test St"}}
             base_url: https://outreach.test
@@ -100,7 +103,8 @@ class Stack:
                                     limits: {x_limits}}}
             dispatch: {dispatch}
             """)
-        self.project.write("config/campaigns/alert.yaml", MAIL_CAMPAIGN)
+        for name, text in (campaigns or {"alert": MAIL_CAMPAIGN}).items():
+            self.project.write(f"config/campaigns/{name}.yaml", text)
         self.project.write("templates/email/alert/subject.txt", "Act now, {{ subscriber.first_name or 'friend' }}")
         self.project.write("templates/email/alert/body.html", "<p>Dear {{ subscriber.name or 'friend' }},</p>"
                            "<p>Please write to your representative today.</p>"
@@ -160,6 +164,33 @@ class Stack:
         for i in range(workers):
             self.worker(f"worker-{i}", concurrency=concurrency)
 
+    def cli(self, *args: str, name: str, timeout: float = 60):
+        return self.procs.run(*args, name=name, timeout=timeout)
+
+    def pause_of(self, account: str):
+        """The pause every worker sees on `account` (the limiter's default keys), or None."""
+        from outreach.delivery.ratelimit import RateLimiter
+
+        client = self.redis.client()
+        try:
+            return next((p for p in RateLimiter(client).pauses() if p.account == account), None)
+        finally:
+            client.close()
+
+    def resume(self, account: str) -> None:
+        """What an operator does once the cause is fixed: lift the account's pause."""
+        from outreach.delivery.ratelimit import RateLimiter
+
+        client = self.redis.client()
+        RateLimiter(client).resume(account)
+        client.close()
+
+    def attempts(self) -> dict[int, int]:
+        """How many deliveries ended with each number of attempts."""
+        with self.engine.connect() as conn:
+            return dict(conn.execute(sa.select(deliveries.c.attempts, sa.func.count())
+                                     .group_by(deliveries.c.attempts)).all())
+
     def sent_count(self) -> int:
         return self.sink.count + sum(self.x.created.values())
 
@@ -183,7 +214,10 @@ class Stack:
                    interval=0.2, detail=lambda: (self.states(), self.sink.count, dict(self.x.created)))
         counts = count(self.engine, self.sink, self.x)
         seconds = time.monotonic() - self.started
-        print(f"\n[{self.name}] {counts.line()} ({seconds:.1f}s)")
+        arrivals = sorted(t for t, _ in self.sink.arrivals)
+        span = (f"; mail arrived from {arrivals[0] - self.started:.1f}s to {arrivals[-1] - self.started:.1f}s"
+                if arrivals else "")
+        print(f"\n[{self.name}] {counts.line()} ({seconds:.1f}s{span})")
         with self.engine.connect() as conn:
             why = conn.execute(sa.select(deliveries.c.state, deliveries.c.last_error, sa.func.count())
                                .where(deliveries.c.state.in_(("unknown", "failed")))
@@ -196,8 +230,17 @@ class Stack:
         check(counts, self.sink, self.engine)
         return counts
 
+    def extra_redis(self, name: str) -> RedisServer:
+        """Another redis-server of this scenario's own (e.g. the limiter's, apart from the broker)."""
+        server = RedisServer(self.tmp / name)
+        server.start()
+        self._extra.append(server)
+        return server
+
     def close(self) -> None:
         self.procs.stop_all()
+        for server in self._extra:
+            server.close()
         self.engine.dispose()
         self._smtp.stop()
         self._stop_x()
@@ -225,9 +268,9 @@ def pg_url(pg_database: sa.URL) -> Iterator[str]:
 
 
 @pytest.fixture
-def pg_cluster(tmp_path: Path) -> Iterator[PgCluster]:
+def pg_cluster() -> Iterator[PgCluster]:
     """A PostgreSQL cluster of its own, which the scenario may stop and start."""
-    cluster = PgCluster(tmp_path / "pg")
+    cluster = PgCluster()
     try:
         cluster.init()
         cluster.start()
@@ -242,8 +285,8 @@ def pg_cluster(tmp_path: Path) -> Iterator[PgCluster]:
 def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator:
     stacks: list[Stack] = []
 
-    def make(db_url: str, name: str | None = None) -> Stack:
-        stack = Stack(tmp_path, db_url, name or request.node.name.removeprefix("test_"))
+    def make(db_url: str, name: str | None = None, worker_db_url: str | None = None) -> Stack:
+        stack = Stack(tmp_path, db_url, name or request.node.name.removeprefix("test_"), worker_db_url)
         stacks.append(stack)
         return stack
 

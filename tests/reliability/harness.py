@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import textwrap
 import threading
 import time
@@ -115,19 +116,20 @@ class PgCluster:
     """initdb + pg_ctl in a temporary directory, on a port of its own (run as the `postgres`
     user when the tests run as root: PostgreSQL refuses to run as root)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self) -> None:
         binaries = pg_bin()
         if binaries is None:
             raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql")
         self.bin = binaries
-        self.folder = folder
-        self.data = folder / "data"
+        # a folder of its own under /tmp: pytest's are private to root, and the server runs
+        # as `postgres`
+        self.folder = Path(tempfile.mkdtemp(prefix="outreach-reliability-pg-"))
+        self.data = self.folder / "data"
         self.port = free_port()
         self.url = f"postgresql://postgres@{LOOPBACK}:{self.port}/postgres"
-        folder.mkdir(parents=True, exist_ok=True)
         self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self._as:
-            shutil.chown(folder, "postgres", "postgres")
+            shutil.chown(self.folder, "postgres", "postgres")
 
     def _run(self, *args: str, timeout: float = 60) -> None:
         subprocess.run([*self._as, *args], check=True, capture_output=True, timeout=timeout)
@@ -152,6 +154,7 @@ class PgCluster:
                 self.stop("immediate")
             except subprocess.SubprocessError:
                 pass
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 # --- an SMTP server with scriptable faults ---------------------------------------------------------
