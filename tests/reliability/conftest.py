@@ -157,12 +157,24 @@ class Stack:
                 self.project.env = saved
         return self.procs.worker(queues, concurrency, name=name)
 
-    def services(self, workers: int = 1, concurrency: int = 2) -> None:
-        """A control worker for the ticks, the beat, and `workers` workers on email and social."""
-        self.procs.worker("control", 1, name="control")
+    def services(self, workers: int = 1, concurrency: int = 2, separate_control: bool = False) -> None:
+        """The beat, and `workers` workers on email and social; the ticks run on the first of
+        them, or on a control worker of their own (when workers are to be killed)."""
         self.procs.beat()
+        if separate_control:
+            self.procs.worker("control", 1, name="control")
         for i in range(workers):
-            self.worker(f"worker-{i}", concurrency=concurrency)
+            queues = "email,social" if separate_control or i else "control,email,social"
+            self.worker(f"worker-{i}", queues=queues, concurrency=concurrency)
+
+    def fast_forward(self) -> None:
+        """The clock moves on: deliveries waiting for a later time are due now (instead of
+        waiting out a provider's 15-minute window, or a pause lifted early)."""
+        from outreach.store import utcnow
+
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(deliveries).where(deliveries.c.state.in_(("retry", "pending")))
+                         .values(due_at=utcnow()))
 
     def cli(self, *args: str, name: str, timeout: float = 60):
         return self.procs.run(*args, name=name, timeout=timeout)

@@ -13,7 +13,7 @@ def test_worker_sigkilled_mid_batch_three_times(stack):
     stack.configure(dispatch="{batch_size: 20, lease: 5s, backoff_base: 1s, max_attempts: 8}")
     stack.sink.delay = 0.001
     stack.add_people(N)
-    stack.services(workers=2)
+    stack.services(workers=2, separate_control=True)
     stack.send_now()
     # when a worker is killed outright (SIGKILL, its pool too) at a quarter, half and three
     # quarters of the way, a new one taking its place each time
@@ -38,7 +38,7 @@ def test_worker_sigterm_finishes_its_batch(stack):
     stack.configure(dispatch="{batch_size: 100, lease: 5s, backoff_base: 1s, max_attempts: 8}")
     stack.sink.delay = 0.002
     stack.add_people(N)
-    stack.services(workers=1)
+    stack.services(workers=1, separate_control=True)
     stack.send_now()
     stack.wait_received(N // 4)
     # when it is stopped with SIGTERM to its main process (warm shutdown, as `docker stop` does)
