@@ -84,15 +84,16 @@ def send(obj: Context, campaign: str, step_id: str | None, now: bool, dry_run: b
     except (kombu.exceptions.OperationalError, OSError) as exc:
         # what was leased and not handed to the broker is due again at once; the runs are
         # marked so that this same command, run again, reuses them instead of creating more
-        back = store.unqueue(rt.engine, at + rt.settings.dispatch.lease, enqueued)
+        store.unqueue(rt.engine, at + rt.settings.dispatch.lease, enqueued)
         for run_id in run_ids:
             store.set_run_status(rt.engine, run_id, RunStatus.PLANNED, note=f"{INTERRUPTED}: {exc}"[:500],
                                  only_from=(RunStatus.PLANNED,))
         runs = ", ".join(str(r) for r in run_ids) or "none"
+        total = sum(sum(store.run_progress(rt.engine, r).values()) for r in run_ids)
         raise ServiceUnavailable(
-            f"the broker at {broker} failed while queueing ({exc}): run(s) {runs} exist; {len(enqueued)} "
-            f"deliveries were queued and {len(back)} wait in the database, due now. Nothing is lost or sent "
-            f"twice: the beat queues them once the broker is back, or run `outreach send {found.name} --now` "
+            f"the broker at {broker} failed while queueing ({exc}): run(s) {runs} exist with {total} deliveries; "
+            f"{len(enqueued)} were queued before it failed, the others wait in the database. Nothing is lost or "
+            f"sent twice: the beat queues them once the broker is back, or run `outreach send {found.name} --now` "
             "again, which reuses these runs instead of creating new ones") from None
     for run_id in reused:  # queued at last: no longer waiting for this command
         store.set_run_status(rt.engine, run_id, RunStatus.PLANNED, note="", only_from=(RunStatus.PLANNED,))

@@ -220,9 +220,15 @@ class Stack:
 
     # --- the end -----------------------------------------------------------------------
 
-    def finish(self, what: str, fixed_by: str = "", timeout: float = 90) -> Counts:
-        """Wait until no delivery is active, count, check the promises, and record the counts."""
-        wait_until(lambda: self.active() == 0, timeout, "every delivery to reach a final state", self.procs,
+    def planned(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(deliveries)).scalar_one()
+
+    def finish(self, what: str, fixed_by: str = "", timeout: float = 90, planned: int = 1) -> Counts:
+        """Wait until at least `planned` deliveries exist and none is active, count, check the
+        promises, and record the counts."""
+        wait_until(lambda: self.planned() >= planned and self.active() == 0, timeout,
+                   "every delivery to reach a final state", self.procs,
                    interval=0.2, detail=lambda: (self.states(), self.sink.count, dict(self.x.created)))
         counts = count(self.engine, self.sink, self.x)
         seconds = time.monotonic() - self.started
@@ -238,7 +244,7 @@ class Stack:
             print(f"    {n} {state}: {error}")
         RESULTS.append({"scenario": self.name, "what": what, "fixed_by": fixed_by,
                         "database": self.engine.dialect.name, "seconds": round(seconds, 1),
-                        **{k: v for k, v in counts.__dict__.items()}})
+                        **dict(counts.__dict__.items())})
         check(counts, self.sink, self.engine)
         return counts
 

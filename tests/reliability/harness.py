@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from outreach.models import ACTIVE_STATES
 from outreach.store.schema import deliveries, runs
-from tests.channels.conftest import LOOPBACK, XApi, _handler_for, _start, free_port
+from tests.channels.conftest import LOOPBACK, XApi, _handler_for, free_port
 from tests.worker.conftest import Procs, TimedSink, wait_until
 
 FULL = os.environ.get("OUTREACH_RELIABILITY_FULL") == "1"
@@ -357,7 +357,7 @@ def check(counts: Counts, sink: FaultySink, engine: sa.Engine) -> None:
             deliveries.c.channel == "email", deliveries.c.state.in_(("failed", "skipped")))).scalars())
     got = sink.per_recipient()
     assert not [r for r in refused if got[r]], "a delivery recorded failed or skipped was received"
-    assert set(got) <= {r for r in _recipients(engine)}, "a message reached someone outside the runs"
+    assert set(got) <= set(_recipients(engine)), "a message reached someone outside the runs"
 
 
 def _recipients(engine: sa.Engine) -> Iterator[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-import threading
 import time
 
 import psycopg
@@ -83,7 +82,7 @@ def test_sqlite_locked_by_another_writer_longer_than_the_busy_timeout(make_stack
         blocker.execute("ROLLBACK")
         blocker.close()
         done = stack.sink.count
-        wait_until(lambda: stack.sink.count > done + 50 or stack.active() == 0, 30, "sending to resume")
+        wait_until(lambda done=done: stack.sink.count > done + 50 or stack.active() == 0, 30, "sending to resume")
     # then writes refused with "database is locked" were made again once it was free
     counts = stack.finish(f"another writer held SQLite's write lock for {hold:.0f} s (workers' busy timeout: "
                           "1 s), twice", "bug 1 fix: outcomes are written again until the database answers")
