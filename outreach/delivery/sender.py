@@ -218,8 +218,8 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, ro
     if waiting and stop:  # never handed to the channel because an outcome stopped the feed
         why, until = stop[0]
         book.give_back(waiting, why, until)
-    elif waiting and rt.stopping.is_set():
-        book.give_back(waiting, "the worker was stopped before sending it", _soon())
+    elif waiting and rt.stopping.is_set():  # any other worker may take them at once
+        book.give_back(waiting, "the worker was stopped before sending it", now_utc())
     # (stopped because the database refused a write: `_Book.finish` gives those back)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.reliability.harness import scale, wait_until
 
-N = scale(1500, 5000)
+N = scale(1000, 5000)
 
 
 def test_database_connections_cut_under_the_workers(make_stack, pg_url):

@@ -5,7 +5,7 @@ import time
 
 from tests.reliability.harness import scale
 
-N = scale(1500, 5000)
+N = scale(1000, 5000)
 OUTAGE = scale(6, 30)  # seconds Redis is unreachable
 
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from outreach.store.schema import runs
 from tests.reliability.harness import scale, wait_until
 
-N = scale(3000, 10000)
+N = scale(2000, 10000)
 
 
 def _runs(stack) -> list:
@@ -44,7 +44,7 @@ def test_send_now_with_the_broker_down_creates_nothing(stack):
 
 
 def test_send_now_whose_broker_fails_while_queueing_is_reused_when_retried(stack):
-    # given a campaign of 3,000 recipients and the broker up
+    # given a campaign of 2,000 recipients and the broker up
     stack.configure()
     stack.add_people(N)
     # when the broker dies after the run was created, before its deliveries were queued
