@@ -346,19 +346,24 @@ class _Book:
         self.broken = None
         owed = list(self._owed)
         self._owed.clear()
+        deadline = _deadline(self.rt)  # one for them all: a database that is down fails each alike
         for write in owed:
             try:
-                _durably(self.rt, write, "record an outcome")
+                _durably(self.rt, write, "record an outcome", deadline)
             except Exception:  # a bug in one write must not cost the others theirs
                 log.exception("could not record an outcome")
 
 
-def _durably(rt: Runtime, write: Callable[[], object], what: str) -> None:
+def _deadline(rt: Runtime) -> float:
+    patience = min(WRITE_PATIENCE, rt.settings.dispatch.lease / 2).total_seconds()
+    return time.monotonic() + max(patience, 1.0)
+
+
+def _durably(rt: Runtime, write: Callable[[], object], what: str, deadline: float | None = None) -> None:
     """Run a ledger write until the database takes it (a cut connection is replaced by the
     pool's pre-ping; a restarted server comes back), for a bounded time: past half the lease
     the tick settles the rows itself. Then it gives up, saying so."""
-    patience = min(WRITE_PATIENCE, rt.settings.dispatch.lease / 2).total_seconds()
-    deadline = time.monotonic() + max(patience, 1.0)
+    deadline = deadline or _deadline(rt)
     pause = 0.1
     while True:
         try:

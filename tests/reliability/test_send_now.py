@@ -25,13 +25,14 @@ def test_send_now_with_the_broker_down_creates_nothing(stack):
     stack.redis.stop(keep_data=True)
     # when an operator sends the campaign now
     result = stack.cli("send", "alert", "--now", name="send-1")
-    # then the command fails in one line saying nothing was created, and what to run
+    # then nothing was created (a retry cannot make a second run), and the command fails in
+    # one line saying so, and what to run
+    assert _runs(stack) == [], result.stdout
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert "cannot reach the broker" in result.stderr and "nothing was created or sent" in result.stderr
     assert "outreach send alert --now" in result.stderr
     assert "created" not in result.stdout
-    assert _runs(stack) == []
     # when the broker is back and the same command is run again, with workers running
     stack.redis.start()
     stack.services(workers=1)
