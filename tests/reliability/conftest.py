@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,6 +80,9 @@ class Stack:
         self.procs = Procs(self.project, tmp / "logs")  # type: ignore[arg-type]
         self.people: list[str] = []
         self._extra: list[RedisServer] = []
+        self.restarts: list[str] = []
+        self._supervisor: threading.Thread | None = None
+        self._closing = threading.Event()
 
     # --- the project -------------------------------------------------------------------
 
@@ -203,11 +207,33 @@ class Stack:
             return dict(conn.execute(sa.select(deliveries.c.attempts, sa.func.count())
                                      .group_by(deliveries.c.attempts)).all())
 
+    def supervise(self) -> None:
+        """Restart a worker or beat that exits by itself, as production's supervisor does
+        (docker-compose: `restart: unless-stopped`). Celery 5.7 / kombu 5.7 can end a worker
+        whose broker connection drops ("Unrecoverable error: AttributeError: 'NoneType' object
+        has no attribute 'hostname'" while restoring unacked messages); each restart is counted."""
+        def loop() -> None:
+            while not self._closing.wait(0.2):
+                for proc in list(self.procs.started):
+                    if proc.poll() is None or getattr(proc, "expected_exit", False):
+                        continue
+                    proc.expected_exit = True
+                    self.restarts.append(proc.name)
+                    args = proc.args[proc.args.index("--root") + 2:]
+                    self.procs.outreach(*args, name=f"{proc.name}-restart{len(self.restarts)}")
+        self._supervisor = threading.Thread(target=loop, daemon=True)
+        self._supervisor.start()
+
+    @property
+    def watched(self) -> Procs | None:
+        """What wait_until checks for processes that died: nothing when a supervisor restarts them."""
+        return None if self._supervisor is not None else self.procs
+
     def sent_count(self) -> int:
         return self.sink.count + sum(self.x.created.values())
 
     def wait_received(self, n: int, timeout: float = 60) -> None:
-        wait_until(lambda: self.sink.count >= n, timeout, f"{n} messages at the SMTP server", self.procs,
+        wait_until(lambda: self.sink.count >= n, timeout, f"{n} messages at the SMTP server", self.watched,
                    interval=0.02, detail=self.states)
 
     def states(self) -> dict[str, int]:
@@ -228,7 +254,7 @@ class Stack:
         """Wait until at least `planned` deliveries exist and none is active, count, check the
         promises, and record the counts."""
         wait_until(lambda: self.planned() >= planned and self.active() == 0, timeout,
-                   "every delivery to reach a final state", self.procs,
+                   "every delivery to reach a final state", self.watched,
                    interval=0.2, detail=lambda: (self.states(), self.sink.count, dict(self.x.created)))
         counts = count(self.engine, self.sink, self.x)
         seconds = time.monotonic() - self.started
@@ -242,7 +268,9 @@ class Stack:
                                .group_by(deliveries.c.state, deliveries.c.last_error)).all()
         for state, error, n in why[:6]:
             print(f"    {n} {state}: {error}")
-        RESULTS.append({"scenario": self.name, "what": what, "fixed_by": fixed_by,
+        if self.restarts:
+            what += f" (the supervisor restarted {', '.join(self.restarts)}: it exited when the broker went away)"
+        RESULTS.append({"scenario": self.name, "what": what, "fixed_by": fixed_by, "restarts": len(self.restarts),
                         "database": self.engine.dialect.name, "seconds": round(seconds, 1),
                         **dict(counts.__dict__.items())})
         check(counts, self.sink, self.engine)
@@ -256,6 +284,9 @@ class Stack:
         return server
 
     def close(self) -> None:
+        self._closing.set()
+        if self._supervisor is not None:
+            self._supervisor.join(2)
         self.procs.stop_all()
         for server in self._extra:
             server.close()

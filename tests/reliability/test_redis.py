@@ -15,6 +15,7 @@ def test_redis_restarted_with_its_data_lost_mid_run(stack):
     stack.sink.delay = 0.002
     stack.add_people(N)
     stack.services(workers=1)
+    stack.supervise()
     stack.send_now()
     stack.wait_received(N // 3)
     # when Redis dies and comes back empty: the queued batches and the limiter's state are gone
@@ -33,6 +34,7 @@ def test_redis_unreachable_for_a_while_then_back(stack):
     stack.sink.delay = 0.002
     stack.add_people(N)
     stack.services(workers=1)
+    stack.supervise()
     stack.send_now()
     stack.wait_received(N // 3)
     # when Redis is unreachable (stopped, keeping its data) and comes back later
@@ -54,6 +56,7 @@ def test_the_rate_limiters_redis_unreachable_while_the_broker_works(stack):
     stack.sink.delay = 0.002
     stack.add_people(N)
     stack.services(workers=1)
+    stack.supervise()
     stack.send_now()
     stack.wait_received(N // 3)
     # when that Redis is unreachable for a while: batches keep arriving and every one of them
