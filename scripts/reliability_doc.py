@@ -24,7 +24,8 @@ COLUMNS = ("planned", "sent", "failed", "skipped", "unknown", "duplicates", "los
 HEADER = ("| scenario | what was done | planned | sent | failed | skipped | unknown | duplicates | lost "
           "| unknown that arrived | database | s | what makes it pass |\n"
           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
-RATES = ("rate_at_server", "busiest_second_at_server", "limiter_rate", "limiter_busiest_second", "load_before")
+RATES = ("rate_at_server", "busiest_second_at_server", "limiter_rate", "limiter_busiest_second", "within_5_percent",
+         "load_average")
 
 
 def table(results: dict) -> str:
@@ -37,7 +38,7 @@ def table(results: dict) -> str:
         if any(k in r for k in RATES):
             notes.append(f"- `{r['scenario']}`: " + ", ".join(f"{k.replace('_', ' ')} {r[k]}" for k in RATES if k in r))
     if notes:
-        lines += ["", "Rates measured by the load scenario (per second; the load average of the machine as it ended):",
+        lines += ["", "Rates measured by the load scenario (per second; the machine's load average as it ended):",
                   "", *notes]
     return "\n".join(lines)
 

@@ -7,11 +7,11 @@ import sqlite3
 import time
 
 import psycopg
-import pytest
 
 from tests.reliability.harness import scale, wait_until
 
 N = scale(1000, 5000)
+HOLD = 3.0  # seconds another writer keeps SQLite's write lock: three times the workers' busy timeout
 
 
 def test_database_connections_cut_under_the_workers(make_stack, pg_url):
@@ -62,8 +62,7 @@ def test_postgresql_restarted_mid_run(make_stack, pg_cluster):
     assert counts.sent == N and counts.unknown == 0
 
 
-@pytest.mark.parametrize("hold", [3.0])
-def test_sqlite_locked_by_another_writer_longer_than_the_busy_timeout(make_stack, sqlite_url, hold):
+def test_sqlite_locked_by_another_writer_longer_than_the_busy_timeout(make_stack, sqlite_url):
     # given SQLite, with workers that wait at most 1 s for a lock (?timeout=1)
     stack = make_stack(sqlite_url, worker_db_url=f"{sqlite_url}?timeout=1")
     stack.configure(dispatch="{batch_size: 50, lease: 10s, backoff_base: 1s, backoff_max: 4s, max_attempts: 8}")
@@ -78,12 +77,12 @@ def test_sqlite_locked_by_another_writer_longer_than_the_busy_timeout(make_stack
         blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         blocker.execute("PRAGMA busy_timeout = 10000")
         blocker.execute("BEGIN IMMEDIATE")
-        time.sleep(hold)
+        time.sleep(HOLD)
         blocker.execute("ROLLBACK")
         blocker.close()
         done = stack.sink.count
         wait_until(lambda done=done: stack.sink.count > done + 50 or stack.active() == 0, 30, "sending to resume")
     # then writes refused with "database is locked" were made again once it was free
-    counts = stack.finish(f"another writer held SQLite's write lock for {hold:.0f} s (workers' busy timeout: "
+    counts = stack.finish(f"another writer held SQLite's write lock for {HOLD:.0f} s (workers' busy timeout: "
                           "1 s), twice", "bug 1 fix: outcomes are written again until the database answers")
     assert counts.sent == N and counts.unknown == 0

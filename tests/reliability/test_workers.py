@@ -55,3 +55,23 @@ def test_worker_sigterm_finishes_its_batch(stack):
     counts = stack.finish("SIGTERM to a worker's main process (warm shutdown), then to another worker's whole "
                           "process group", "issue 12: a pool process told to stop gives the rest of its batch back")
     assert counts.sent == N and counts.unknown == 0
+
+
+def test_a_worker_without_the_secret_key(stack):
+    # given a run, a worker that can sign links and one started without OUTREACH_SECRET_KEY
+    stack.configure(dispatch="{batch_size: 50, lease: 5s, backoff_base: 1s, max_attempts: 8}")
+    stack.add_people(N)
+    keyless = {k: v for k, v in stack.project.env.items() if k != "OUTREACH_SECRET_KEY"}
+    bad = stack.worker("keyless", queues="email,social", env=keyless)
+    stack.services(workers=1)
+    stack.send_now()
+    # when the keyless one has taken batches (and given them back), and is then stopped
+    wait_until(lambda: "OUTREACH_SECRET_KEY" in stack.procs.log("keyless"), 60, "the keyless worker to take a batch",
+               stack.procs)
+    bad.expected_exit = True
+    stop_process(bad, signal.SIGTERM, group=False)
+    # then nothing it took became unknown or spent an attempt: everyone got one message
+    counts = stack.finish("a worker started without OUTREACH_SECRET_KEY takes batches next to a good one, then is "
+                          "stopped", "bug 1 fix: its batches are given back unsent, the attempt not counted")
+    assert counts.sent == N and counts.unknown == 0
+    assert set(stack.attempts()) == {1}
