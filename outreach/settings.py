@@ -135,6 +135,7 @@ class XAccount(Strict):
     name: str = ""
     handle: str
     api_base: str = "https://api.x.com"
+    timeout: float = Field(default=30.0, gt=0)  # seconds to wait for X's answer to one post
     limits: list[Limit] = Field(default_factory=list)  # none given: the channel's default limits
     consumer_key: str | None = Field(default=None, exclude=True, repr=False)
     consumer_secret: str | None = Field(default=None, exclude=True, repr=False)

@@ -272,7 +272,12 @@ class Channel:
     @property
     def limit_key(self) -> str:
         """The rate limiter key shared by every worker sending through this account."""
-        return f"{self.name}:{getattr(self.account, 'name', '') or 'default'}"
+        return self.limit_key_of(self.account)
+
+    @classmethod
+    def limit_key_of(cls, account: Any) -> str:
+        """`limit_key` of an account whose channel could not be built (to pause it)."""
+        return f"{cls.name}:{getattr(account, 'name', '') or 'default'}"
 
     # --- lifecycle --------------------------------------------------------------------
 

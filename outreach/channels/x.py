@@ -100,9 +100,9 @@ class XChannel(Channel):
     default_limits = (Limit.parse("100/15m"), Limit.parse("2400/24h"))
     idempotent = False  # X refuses an identical repost (403), but a thread part would be lost
 
-    def __init__(self, account: XAccount, *, timeout: float = 30.0) -> None:
+    def __init__(self, account: XAccount, *, timeout: float | None = None) -> None:
         self.account = account
-        self.timeout = timeout
+        self.timeout = account.timeout if timeout is None else timeout
         self._client: XClient | None = None
         self._user_auth = True
         self._env = f"OUTREACH_X_{account_env_name(account.name or 'NAME')}_"

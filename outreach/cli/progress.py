@@ -88,3 +88,20 @@ def not_scheduled(rt: Runtime, echo: Callable[[str], None]) -> None:
         echo(f"  {problem}")
     for name, reason in failing.items():
         echo(f"  campaign {name}: {reason}")
+
+
+def paused_accounts(rt: Runtime, echo: Callable[[str], None]) -> None:
+    """Accounts every worker holds back (a provider's rate limit, a configuration error), and
+    why: what a run's `retry` count is waiting for."""
+    from datetime import UTC, datetime
+
+    from ..errors import TransientError
+
+    try:
+        pauses = rt.limiter.pauses()
+    except TransientError as exc:
+        echo(f"paused accounts: unknown ({exc})")
+        return
+    for pause in pauses:
+        until = datetime.fromtimestamp(pause.until, UTC)
+        echo(f"account {pause.account} is paused until {until:%Y-%m-%d %H:%M:%S} UTC: {pause.why or 'by an operator'}")

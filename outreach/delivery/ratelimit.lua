@@ -2,12 +2,14 @@
 -- charged atomically, on the Redis server's clock. See outreach/ratelimit.py for semantics.
 --
 -- KEYS[1]       pause key (string: paused-until, microseconds since the epoch)
--- KEYS[2..m+1]  one hash per limit: field = bucket index, value = permits granted in it
+-- KEYS[2..m+1]  acquire: one hash per limit: field = bucket index, value = permits granted in it
+-- KEYS[2]       pause: the key holding why the account is paused (kept as long as the pause)
 -- ARGV[1]       op: "acquire" | "pause"
 -- acquire: ARGV[2] = n (0 = only look), ARGV[3] = buckets per period,
 --          then per limit: count, period in microseconds
---          returns {granted, retry_after_us, still_available}
--- pause:   ARGV[2] = until (microseconds); keeps the later of the current and the new pause
+--          returns {granted, retry_after_us, still_available, paused (1 or 0)}
+-- pause:   ARGV[2] = until (microseconds), ARGV[3] = why; keeps the later of the current and
+--          the new pause, and the reason of the one kept
 
 if redis.replicate_commands then pcall(redis.replicate_commands) end  -- Redis < 5: TIME before writes
 
@@ -19,7 +21,9 @@ if op == 'pause' then
   local untl = tonumber(ARGV[2])
   local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
   if untl > now and untl > cur then
-    redis.call('SET', KEYS[1], string.format('%.0f', untl), 'PX', math.ceil((untl - now) / 1000))
+    local px = math.ceil((untl - now) / 1000)
+    redis.call('SET', KEYS[1], string.format('%.0f', untl), 'PX', px)
+    if KEYS[2] then redis.call('SET', KEYS[2], ARGV[3] or '', 'PX', px) end
   end
   return 1
 end
@@ -29,7 +33,7 @@ local buckets = tonumber(ARGV[3])
 
 local paused = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 if paused > now then
-  return {0, math.ceil(paused - now), 0}
+  return {0, math.ceil(paused - now), 0, 1}
 end
 
 local m = #KEYS - 1
@@ -99,4 +103,4 @@ if granted < n or n == 0 then
   end
 end
 
-return {granted, math.ceil(retry), available - granted}
+return {granted, math.ceil(retry), available - granted, 0}

@@ -13,8 +13,9 @@ buckets is conservative: steady throughput is at least B/(B+1) ≈ 97% of the li
 window can see up to 2×count — enough to earn X 429s.)
 
 Keys expire when their last bucket leaves the window, so nothing grows forever; losing them
-only means limits start afresh. Keys: `<prefix>:{<account>}:<count>/<period µs>` and
-`<prefix>:{<account>}:pause` (the braces keep one account's keys in one cluster slot).
+only means limits start afresh (and a pause is found again by the next send it should have
+stopped). Keys: `<prefix>:{<account>}:<count>/<period µs>`, `<prefix>:{<account>}:pause` and
+`<prefix>:{<account>}:pause:why` (the braces keep one account's keys in one cluster slot).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import redis as redis_lib
 
 from ..errors import TransientError
 
-__all__ = ["Permit", "RateLimiter", "BUCKETS"]
+__all__ = ["Pause", "Permit", "RateLimiter", "BUCKETS"]
 
 BUCKETS = 30
 P = ParamSpec("P")
@@ -45,14 +46,25 @@ class _LimitLike(Protocol):
 class Permit:
     """granted: how many of the n asked for may be sent now (0..n).
     retry_after: seconds until at least one more could be granted (0 when all n were).
-    remaining: how many more could be granted right now, after this grant."""
+    remaining: how many more could be granted right now, after this grant.
+    paused: nothing was granted because the account is paused (see RateLimiter.pause)."""
 
     granted: int
     retry_after: float
     remaining: int = 0
+    paused: bool = False
 
     def __bool__(self) -> bool:
         return self.granted > 0
+
+
+@dataclass(frozen=True)
+class Pause:
+    """An account every worker holds back until `until` (epoch seconds), and why."""
+
+    account: str
+    until: float
+    why: str
 
 
 class RateLimiter:
@@ -75,21 +87,43 @@ class RateLimiter:
                 raise ValueError(f"invalid rate limit {limit}")
             keys.append(f"{self.key_prefix}:{{{account_key}}}:{limit.count}/{period_us}")
             args += [limit.count, period_us]
-        granted, retry_us, remaining = self._run(keys, args)
-        return Permit(int(granted), retry_us / 1_000_000, int(remaining))
+        granted, retry_us, remaining, *paused = self._run(keys, args)
+        return Permit(int(granted), retry_us / 1_000_000, int(remaining), bool(paused and paused[0]))
 
     def available(self, account_key: str, limits: Iterable[_LimitLike]) -> Permit:
         """Look without taking: remaining = permits available now (for dashboards)."""
         return self.acquire(account_key, limits, 0)
 
-    def pause(self, account_key: str, until_epoch: float) -> None:
+    def pause(self, account_key: str, until_epoch: float, why: str = "") -> None:
         """Stop the account for every worker until `until_epoch` (e.g. X's reset time after a
-        429). A later pause wins; an earlier one does not shorten it."""
-        self._run([self._pause_key(account_key)], ["pause", round(until_epoch * 1_000_000)])
+        429), saying `why` to operators (`outreach status`). A later pause wins; an earlier
+        one does not shorten it."""
+        key = self._pause_key(account_key)
+        self._run([key, key + ":why"], ["pause", round(until_epoch * 1_000_000), why])
 
     def resume(self, account_key: str) -> None:
         """Lift a pause now (operator action)."""
-        self._call(self.redis.delete, self._pause_key(account_key))
+        key = self._pause_key(account_key)
+        self._call(self.redis.delete, key, key + ":why")
+
+    def why_paused(self, account_key: str) -> str:
+        """Why the account is paused ('' when it is not, or nobody said)."""
+        why = self._call(self.redis.get, self._pause_key(account_key) + ":why")
+        return why.decode("utf-8", "replace") if isinstance(why, bytes) else (why or "")
+
+    def pauses(self) -> list[Pause]:
+        """Every account paused now, for every worker: until when, and why."""
+        found = []
+        for raw in self._call(self.redis.scan_iter, match=f"{_glob_escape(self.key_prefix)}:{{*}}:pause",
+                              count=500):
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            until, why = self._call(self.redis.mget, [key, key + ":why"])
+            if until is None:
+                continue  # lifted or expired since the scan
+            account = key[len(self.key_prefix) + 2:-len("}:pause")]
+            text = why.decode("utf-8", "replace") if isinstance(why, bytes) else (why or "")
+            found.append(Pause(account, int(until) / 1_000_000, text))
+        return sorted(found, key=lambda p: p.account)
 
     def observe(self, account_key: str, remaining: int, reset_epoch: float) -> None:
         """Tighten from what the provider reported (SendResult.limit_hint): when it says

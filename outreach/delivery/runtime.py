@@ -8,6 +8,7 @@ connection per account per process).
 from __future__ import annotations
 
 import os
+import threading
 from functools import cached_property
 
 import redis as redis_lib
@@ -33,6 +34,9 @@ class Runtime:
         self.catalog = Catalog(settings, min_interval=settings.dispatch.tick_seconds)
         self._composer: tuple[int, Composer] | None = None
         self._sandboxes: dict[str, FakeChannel] = {}
+        # set when the process is asked to stop: the batch in hand hands nothing more to its
+        # channel and gives the rest back (see worker/tasks.py)
+        self.stopping = threading.Event()
 
     @cached_property
     def engine(self) -> Engine:

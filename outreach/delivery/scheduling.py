@@ -23,14 +23,22 @@ LATEST_OFFSET = timedelta(hours=12)
 
 
 def resolve_wall_time(wall: datetime, zone: ZoneInfo) -> datetime:
-    """A wall time in `zone`, resolving DST gaps forward and folds to the first instant,
-    the way people expect a 02:30 reminder on a change-over night to behave."""
+    """A wall time in `zone` as an instant, the way people expect a 02:30 reminder on a
+    change-over night to behave: a time that falls in a DST gap moves forward by the length
+    of that gap (not by a fixed hour: Australia/Lord_Howe shifts 30 minutes, so 02:10 there
+    becomes 02:40), and a time that happens twice (a fold) means the first of the two."""
     aware = wall.replace(tzinfo=zone, fold=0)
-    # round-trip detects a non-existent time (spring forward): move past the gap
+    # fold=0 reads a time in a gap with the offset from before the change-over; the round
+    # trip through UTC then lands as far past the gap's start as the time was
     back = aware.astimezone(UTC).astimezone(zone)
     if back.replace(tzinfo=None) != wall:
-        aware = (wall + timedelta(hours=1)).replace(tzinfo=zone, fold=0)
+        return back
     return aware
+
+
+# A cron time inside a DST gap resolves to after the gap, so the scan below reaches this far
+# past its window not to miss one (no zone still in use skips more than 2 hours).
+_GAP_MARGIN = timedelta(hours=3)
 
 
 def _wall_times(step: Step, start: datetime, end: datetime) -> Iterator[datetime]:
@@ -44,17 +52,20 @@ def _wall_times(step: Step, start: datetime, end: datetime) -> Iterator[datetime
             yield sched.at
         return
     assert sched.cron is not None
-    lower = start.astimezone(zone)
+    # Iterate wall-clock times (naive) and resolve each one: croniter over an aware time
+    # yields a time in a fold twice, and one in a gap as the gap's end instead of moving
+    # it by the gap's length like every other schedule.
+    lower = start.astimezone(zone).replace(tzinfo=None) - _GAP_MARGIN
+    upper = end.astimezone(zone).replace(tzinfo=None) + _GAP_MARGIN
     if sched.start is not None:
-        lower = max(lower, resolve_wall_time(sched.start, zone) - timedelta(seconds=1))
+        lower = max(lower, sched.start - timedelta(seconds=1))
     it = croniter(sched.cron, lower)
     while True:
         nxt: datetime = it.get_next(datetime)
-        if nxt.astimezone(UTC) > end:
+        if nxt > upper or (sched.end is not None and nxt > sched.end):
             return
-        if sched.end is not None and nxt.replace(tzinfo=None) > sched.end:
-            return
-        yield nxt.replace(tzinfo=None)
+        if start < resolve_wall_time(nxt, zone).astimezone(UTC) <= end:
+            yield nxt
 
 
 def occurrences(campaign: Campaign, step: Step, start: datetime, end: datetime) -> list[datetime]:
@@ -70,13 +81,13 @@ def occurrences(campaign: Campaign, step: Step, start: datetime, end: datetime) 
     lead = EARLIEST_OFFSET if step.schedule.local_time else timedelta(0)
     # widen the window so the wall times we scan cover (start, end] after shifting
     lo, hi = start - delay + lead - LATEST_OFFSET - EARLIEST_OFFSET, end - delay + lead
-    out = []
+    out: set[datetime] = set()
     for wall in _wall_times(anchor, lo, hi):
         occ = resolve_wall_time(wall, zone).astimezone(UTC) + delay
         create_at = occ - lead
         if start < create_at <= end:
-            out.append(occ)
-    return out
+            out.add(occ)  # two cron times in one DST gap can land on the same instant
+    return sorted(out)
 
 
 def creation_time(campaign: Campaign, step: Step, occurrence: datetime) -> datetime:

@@ -1,24 +1,34 @@
 """Sending a batch: claim → eligibility → rate-limit permits → compose → send → record.
 
 Celery calls `send_batch` (worker/tasks.py), and so do tests, without a worker. A delivery
-is claimed in the database before it is sent, so a task that runs twice sends once; every
-claimed row gets exactly one outcome (sent, retry, failed, skipped, unknown, or given back
-unsent).
+is claimed in the database before it is sent, so a task that runs twice sends once.
+
+Every claimed row gets exactly one outcome, whatever is raised (a worker acks or nacks in
+`finally`): sent, retry, failed, skipped, given back unsent (the attempt not counted), or
+`unknown`, which only a row handed to the channel can become. Outcomes are decided in
+memory (`_Book`) and written as they come; when the database refuses a write, nothing more
+is handed to the channel, and what is owed is written again until the database answers.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import random
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+
 from .. import store
 from ..authoring.campaigns import Campaign, Step
+from ..channels import channel_class
 from ..channels.base import Channel, SendResult
 from ..errors import (
     ChannelConfigurationError,
+    ConfigurationError,
     DeliveryError,
     OutcomeUnknown,
     PermanentError,
@@ -34,6 +44,17 @@ from .scheduling import now_utc
 
 log = logging.getLogger(__name__)
 
+FLUSH_EVERY = 50  # sent outcomes recorded per transaction; bounds the `unknown`s a crash leaves
+# Something failed before the hand-off (Redis, the database, this process's settings): the
+# rows go back unsent and are due again after this (with jitter), for any worker to take.
+GIVE_BACK_AFTER = timedelta(seconds=10)
+# A configuration error pauses the account for every worker this long: one probe a minute
+# finds the fix soon after it is made, at the cost of one refused request.
+CONFIG_PAUSE = timedelta(minutes=1)
+CAMPAIGN_HOLD = timedelta(minutes=5)  # the campaign no longer validates: look again then
+# Outcomes owed to a database that refuses writes are written again for at most this long
+# (and never past half the lease: after it the tick settles the rows by itself).
+WRITE_PATIENCE = timedelta(minutes=2)
 
 
 @dataclass
@@ -43,7 +64,8 @@ class BatchReport:
     failed: int = 0
     skipped: int = 0
     unknown: int = 0
-    deferred: int = 0
+    deferred: int = 0      # throttled by our own limiter or a paused account: given back
+    given_back: int = 0    # given back unsent for another reason (an error before the hand-off)
     claimed: int = 0
     # The throttled rows and when the limiter frees permits: the task asks for them again then.
     deferred_ids: list[int] = field(default_factory=list)
@@ -55,31 +77,49 @@ def send_batch(rt: Runtime, ids: Sequence[int], now: datetime | None = None) -> 
     """Send the deliveries `ids` that this process manages to claim; record each outcome."""
     now = now or now_utc()
     report = BatchReport()
-    rows = store.claim(rt.engine, ids, rt.worker_id, now + rt.settings.dispatch.lease, now=now)
+    lease_until = now + rt.settings.dispatch.lease
+    try:
+        rows = store.claim(rt.engine, ids, rt.worker_id, lease_until, now=now)
+    except BaseException as exc:
+        # The claim may have committed with its reply lost (a cut connection): its rows are
+        # ours and unsent. The exact lease tells them apart from any other claim.
+        why = f"given back unsent: {_why(exc)}"
+        _durably(rt, lambda: store.give_back(rt.engine, ids, _soon(), why, worker=rt.worker_id,
+                                             lease_until=lease_until), "give back a claim")
+        raise
     report.claimed = len(rows)
     report.channel = rows[0].channel if rows else ""
+    book = _Book(rt, rows, report)
     by_run: dict[int, list[AnyRow]] = {}
     for row in rows:
         by_run.setdefault(row.run_id, []).append(row)
-    for run_id, group in by_run.items():
-        _send_run_group(rt, run_id, group, report)
-        store.finish_run_if_done(rt.engine, run_id)
+    try:
+        for run_id, group in by_run.items():
+            if book.broken is None and not rt.stopping.is_set():
+                _send_run_group(rt, run_id, group, book)
+    except BaseException as exc:
+        book.finish(exc)
+        raise
+    book.finish(None)
+    for run_id in by_run:
+        _durably(rt, functools.partial(store.finish_run_if_done, rt.engine, run_id), f"finish run {run_id}")
     return report
 
 
-def _send_run_group(rt: Runtime, run_id: int, rows: list[AnyRow], report: BatchReport) -> None:
+def _send_run_group(rt: Runtime, run_id: int, rows: list[AnyRow], book: _Book) -> None:
     run = store.get_run(rt.engine, run_id)
     campaign = rt.campaign(run.campaign) if run else None  # a built-in one too (delivery/system.py)
     step = find_step(campaign, run.step) if run else None
     if campaign is None or step is None:
         # Someone broke the YAML mid-run: hold the deliveries, don't fail them.
-        _hold(rt, rows, f"campaign {run.campaign if run else '?'} does not validate or no longer exists; "
-              "fix it and the run resumes", now_utc() + timedelta(minutes=5), report)
+        book.give_back(rows, f"campaign {run.campaign if run else '?'} does not validate or no longer exists; "
+                       "fix it and the run resumes", now_utc() + CAMPAIGN_HOLD)
         return
     try:
         channel = rt.channel(step)
-    except ChannelConfigurationError as exc:
-        _hold(rt, rows, str(exc), now_utc() + timedelta(minutes=10), report)
+    except ConfigurationError as exc:  # no such account, or its channel cannot be built
+        _pause_account(rt, step, None, exc)
+        book.give_back(rows, str(exc), now_utc() + CONFIG_PAUSE)
         return
 
     recipients: dict[int, store.Loaded] = {}
@@ -92,8 +132,7 @@ def _send_run_group(rt: Runtime, run_id: int, rows: list[AnyRow], report: BatchR
             loaded = recipients.get(row.subscriber_id) if row.subscriber_id else None
             reason = "subscriber was deleted" if loaded is None else loaded.excluded
             if reason:
-                store.record_skipped(rt.engine, row.id, reason)
-                report.skipped += 1
+                book.skipped(row, reason)
                 continue
             sendable.append(row)
     if not sendable:
@@ -103,40 +142,32 @@ def _send_run_group(rt: Runtime, run_id: int, rows: list[AnyRow], report: BatchR
     if permit.granted < len(sendable):
         # Throttled: the rest waits in the database until permits are free; no worker sleeps.
         wait = max(permit.retry_after, 0.05)
-        later = now_utc() + timedelta(seconds=wait)
+        reason = "rate limited"
+        if permit.paused:
+            reason = f"account {channel.limit_key} paused: {_pause_reason(rt, channel.limit_key)}"
         rest = sendable[permit.granted:]
-        store.defer(rt.engine, [(row.id, row.run_id) for row in rest], later, "rate limited")
-        report.deferred += len(rest)
-        report.deferred_ids += [row.id for row in rest]
-        report.retry_after = max(report.retry_after, wait)
+        book.give_back(rest, reason, now_utc() + timedelta(seconds=wait), deferred=True)
+        book.report.retry_after = max(book.report.retry_after, wait)
         sendable = sendable[:permit.granted]
 
-    sent: list[tuple[int, int, str | None]] = []
-    try:
-        _send_rows(rt, campaign, step, channel, sendable, recipients, sent, report)
-    finally:
-        store.record_sent_many(rt.engine, sent)  # also when a send raised something unexpected
-
-
-FLUSH_EVERY = 50  # sent outcomes recorded per transaction; bounds the `unknown`s a crash leaves
+    _send_rows(rt, campaign, step, channel, sendable, recipients, book)
 
 
 def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, rows: list[AnyRow],
-               recipients: dict[int, store.Loaded], sent: list[tuple[int, int, str | None]],
-               report: BatchReport) -> None:
+               recipients: dict[int, store.Loaded], book: _Book) -> None:
     """Compose and send `rows` in order through `channel.send_many`, recording each outcome.
 
     Payloads are composed lazily, as the channel asks for the next one, so with SMTP
     pipelining the next message is rendered while the last is on the wire. An outcome that
-    concerns the account (provider rate limit, broken configuration) stops the feed: what
-    was in flight still reports back, and what was never handed over is held unsent."""
+    concerns the account (provider rate limit, broken configuration) stops the feed, and so
+    does a database that refuses an outcome: what was in flight still reports back, and
+    what was never handed over is given back unsent."""
     kind = step.channel_class
-    waiting = {row.id: row for row in rows}  # no outcome yet
-    stop: list[tuple[str, datetime]] = []     # (why, until when) once the rest must wait
+    stop: list[tuple[str, datetime]] = []  # (why, until when) once the rest must wait
 
     def payloads() -> Iterator[tuple[AnyRow, Any]]:
         for row in rows:
-            if stop:
+            if stop or book.broken is not None or rt.stopping.is_set():
                 return
             try:
                 subscriber = recipients[row.subscriber_id].subscriber if row.subscriber_id in recipients else None
@@ -144,60 +175,52 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, ro
             except (DeliveryError, TemplateRenderError) as exc:
                 outcome(row, exc)
                 continue
+            book.handed.add(row.id)
             yield row, payload
 
     def outcome(row: AnyRow, result: SendResult | Exception) -> None:
-        del waiting[row.id]
+        progress = _progress(rt, row, result)
         if isinstance(result, SendResult):
-            if result.progress:
-                store.record_progress(rt.engine, row.id, {"posted_ids": list(result.progress)})
             if result.limit_hint:
-                rt.limiter.observe(channel.limit_key, *result.limit_hint)
-            sent.append((row.id, row.run_id, result.provider_id))
-            report.sent += 1
-            if len(sent) >= FLUSH_EVERY:
-                store.record_sent_many(rt.engine, sent)
-                sent.clear()
+                _advisory(lambda: rt.limiter.observe(channel.limit_key, *result.limit_hint))  # type: ignore[misc]
+            book.sent(row, result.provider_id, progress)
         elif isinstance(result, RateLimited):
+            # the provider refused before accepting anything: not an attempt of this delivery
             until = now_utc() + timedelta(seconds=result.retry_after)
-            rt.limiter.pause(channel.limit_key, until.timestamp())
-            _save_progress(rt, row, result)
-            _hold(rt, [row], f"rate limited by provider: {result}", until, report)
-            stop.append((f"rate limited by provider: {result}", until))
+            why = f"rate limited by provider: {result}"
+            _advisory(lambda: rt.limiter.pause(channel.limit_key, until.timestamp(), why))
+            book.give_back([row], why, until, progress=progress)
+            stop.append((why, until))
         elif isinstance(result, RecipientRejected):
-            store.record_failed(rt.engine, row.id, str(result), bounced=result.hard_bounce)
-            if result.hard_bounce:
-                store.suppress(rt.engine, row.recipient, "hard bounce", source=str(result)[:200])
-            report.failed += 1
+            book.failed(row, str(result), bounced=result.hard_bounce, suppress=result.hard_bounce)
         elif isinstance(result, (PermanentError, TemplateRenderError)):
-            _save_progress(rt, row, result)
-            store.record_failed(rt.engine, row.id, str(result))
-            report.failed += 1
+            book.failed(row, str(result), progress=progress)
         elif isinstance(result, ChannelConfigurationError):
-            until = now_utc() + timedelta(minutes=10)
-            _hold(rt, [row], str(result), until, report)
+            # the account cannot send until someone fixes a setting: every worker holds back,
+            # `outreach status` says why, and no delivery spends an attempt on it
+            until = _pause_account(rt, step, channel, result)
+            book.give_back([row], str(result), until, progress=progress)
             stop.append((str(result), until))
         elif isinstance(result, OutcomeUnknown) and not kind.idempotent:
             # it may have gone out: a retry could deliver it twice, so it is left for an operator
-            _save_progress(rt, row, result)
-            store.record_unknown(rt.engine, row.id, str(result))
-            report.unknown += 1
+            book.unknown(row, str(result), progress=progress)
         elif isinstance(result, (TransientError, OutcomeUnknown)):  # unknown: only when a resend is harmless
-            _save_progress(rt, row, result)
             if row.attempts >= rt.settings.dispatch.max_attempts:
-                store.record_failed(rt.engine, row.id, f"gave up after {row.attempts} attempts: {result}")
-                report.failed += 1
+                book.failed(row, f"gave up after {row.attempts} attempts: {result}", progress=progress)
             else:
-                store.record_retry(rt.engine, row.id, str(result), now_utc() + backoff(rt, row.attempts))
-                report.retried += 1
+                book.retry(row, str(result), now_utc() + backoff(rt, row.attempts), progress=progress)
         else:
             raise result
 
     for row, result in channel.send_many(payloads()):
         outcome(row, result)
-    if waiting:  # never handed to the channel because an outcome stopped the feed
+    waiting = [row for row in rows if row.id in book.open and row.id not in book.handed]
+    if waiting and stop:  # never handed to the channel because an outcome stopped the feed
         why, until = stop[0]
-        _hold(rt, list(waiting.values()), why, until, report)
+        book.give_back(waiting, why, until)
+    elif waiting and rt.stopping.is_set():  # any other worker may take them at once
+        book.give_back(waiting, "the worker was stopped before sending it", now_utc())
+    # (stopped because the database refused a write: `_Book.finish` gives those back)
 
 
 def backoff(rt: Runtime, attempts: int) -> timedelta:
@@ -207,16 +230,202 @@ def backoff(rt: Runtime, attempts: int) -> timedelta:
     return timedelta(seconds=random.uniform(cap / 2, cap))
 
 
-def _hold(rt: Runtime, rows: Sequence[AnyRow], error: str, until: datetime, report: BatchReport) -> None:
-    """Put rows back as `retry` until `until` without sending them (nothing was attempted)."""
-    log.warning("holding %d deliveries until %s: %s", len(rows), until.isoformat(), error)
-    for row in rows:
-        store.record_retry(rt.engine, row.id, error, until)
-        report.retried += 1
+Write = Callable[[], object]
 
 
-def _save_progress(rt: Runtime, row: AnyRow, exc: Exception) -> None:
-    """A thread that failed halfway: remember which tweets were posted so the retry resumes."""
-    posted = getattr(exc, "context", {}).get("posted_ids")
-    if posted:
-        store.record_progress(rt.engine, row.id, {"posted_ids": list(posted)})
+class _Book:
+    """The one outcome of each claimed row of a batch.
+
+    An outcome is decided here (the row leaves `open`) and written to the ledger at once,
+    except `sent`, written FLUSH_EVERY at a time. A write the database refuses is kept, in
+    order, and `broken` stops the feed; `finish` settles whatever is still open, whatever
+    was raised, and writes what is owed until the database answers."""
+
+    def __init__(self, rt: Runtime, rows: Sequence[AnyRow], report: BatchReport) -> None:
+        self.rt, self.engine, self.report = rt, rt.engine, report
+        self.open: dict[int, AnyRow] = {row.id: row for row in rows}
+        self.handed: set[int] = set()   # given to the channel: may have reached the provider
+        self._sent: list[tuple[int, int, str | None]] = []
+        self._owed: list[Write] = []    # decided, not yet written, oldest first
+        self.broken: Exception | None = None
+
+    # --- outcomes ---------------------------------------------------------------------
+
+    def sent(self, row: AnyRow, provider_id: str | None, progress: Write | None = None) -> None:
+        self._close(row, progress)
+        self._sent.append((row.id, row.run_id, provider_id))
+        self.report.sent += 1
+        if len(self._sent) >= FLUSH_EVERY:
+            self._queue_sent()
+            self.flush()
+
+    def retry(self, row: AnyRow, error: str, until: datetime, progress: Write | None = None) -> None:
+        self._decide([row], lambda: store.record_retry(self.engine, row.id, error, until), progress)
+        self.report.retried += 1
+
+    def failed(self, row: AnyRow, error: str, *, bounced: bool = False, suppress: bool = False,
+               progress: Write | None = None) -> None:
+        def write() -> None:
+            store.record_failed(self.engine, row.id, error, bounced=bounced)
+            if suppress:
+                store.suppress(self.engine, row.recipient, "hard bounce", source=error[:200])
+        self._decide([row], write, progress)
+        self.report.failed += 1
+
+    def skipped(self, row: AnyRow, reason: str) -> None:
+        self._decide([row], lambda: store.record_skipped(self.engine, row.id, reason))
+        self.report.skipped += 1
+
+    def unknown(self, row: AnyRow, error: str, progress: Write | None = None) -> None:
+        self._decide([row], lambda: store.record_unknown(self.engine, row.id, error), progress)
+        self.report.unknown += 1
+
+    def give_back(self, rows: Sequence[AnyRow], reason: str, until: datetime, *, deferred: bool = False,
+                  progress: Write | None = None) -> None:
+        """Unsent, due again at `until`, the claim's attempt handed back."""
+        if not rows:
+            return
+        ids = [row.id for row in rows]
+        log.warning("giving back %d deliveries until %s: %s", len(ids), until.isoformat(), reason)
+        self._decide(rows, lambda: store.give_back(self.engine, ids, until, reason, worker=self.rt.worker_id),
+                     progress)
+        if deferred:
+            self.report.deferred += len(ids)
+            self.report.deferred_ids += ids
+        else:
+            self.report.given_back += len(ids)
+
+    # --- writing ----------------------------------------------------------------------
+
+    def _close(self, row: AnyRow, progress: Write | None) -> None:
+        del self.open[row.id]  # a KeyError here would be a second outcome: a bug
+        if progress is not None:
+            self._owed.append(progress)
+
+    def _decide(self, rows: Sequence[AnyRow], write: Write, progress: Write | None = None) -> None:
+        for row in rows:
+            self._close(row, None)
+        if progress is not None:
+            self._owed.append(progress)
+        self._owed.append(write)
+        self.flush()
+
+    def _queue_sent(self) -> None:
+        if self._sent:
+            batch, self._sent = self._sent, []
+            self._owed.append(lambda: store.record_sent_many(self.engine, batch))
+
+    def flush(self) -> None:
+        """Write what is owed, in order; a database that refuses stops the feed."""
+        if self.broken is not None:
+            return
+        try:
+            while self._owed:
+                self._owed[0]()
+                self._owed.pop(0)
+        except _DB_ERRORS as exc:
+            self.broken = exc
+            log.warning("the database refused an outcome (%s); handing nothing more to the channel", _why(exc))
+
+    def finish(self, exc: BaseException | None) -> None:
+        """Settle every row still open and write everything owed. A row handed to the channel
+        whose outcome never came back may have reached the provider: `unknown` (or sent
+        again later, when the channel's resends are harmless). Any other is given back."""
+        cause = exc or self.broken
+        why = _why(cause) if cause is not None else "the batch stopped before sending it"
+        handed = [row for row in self.open.values() if row.id in self.handed]
+        for row in handed:
+            if channel_class(row.channel).idempotent:
+                self.retry(row, f"outcome unknown ({why}); sending again", _soon())
+            else:
+                self.unknown(row, f"outcome unknown: {why} after it was handed to the channel")
+        rest = list(self.open.values())
+        if rest:
+            self.give_back(rest, f"given back unsent: {why}", _soon())
+        self._queue_sent()
+        self.broken = None
+        owed = list(self._owed)
+        self._owed.clear()
+        deadline = _deadline(self.rt)  # one for them all: a database that is down fails each alike
+        for write in owed:
+            try:
+                _durably(self.rt, write, "record an outcome", deadline)
+            except Exception:  # a bug in one write must not cost the others theirs
+                log.exception("could not record an outcome")
+
+
+def _deadline(rt: Runtime) -> float:
+    patience = min(WRITE_PATIENCE, rt.settings.dispatch.lease / 2).total_seconds()
+    return time.monotonic() + max(patience, 1.0)
+
+
+def _durably(rt: Runtime, write: Callable[[], object], what: str, deadline: float | None = None) -> None:
+    """Run a ledger write until the database takes it (a cut connection is replaced by the
+    pool's pre-ping; a restarted server comes back), for a bounded time: past half the lease
+    the tick settles the rows itself. Then it gives up, saying so."""
+    deadline = deadline or _deadline(rt)
+    pause = 0.1
+    while True:
+        try:
+            write()
+            return
+        except _DB_ERRORS as exc:
+            if time.monotonic() + pause > deadline:
+                log.error("could not %s: %s; the tick settles these deliveries when their lease runs out",
+                          what, _why(exc))
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+
+_DB_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.InternalError)
+
+
+def _pause_account(rt: Runtime, step: Step, channel: Channel | None, exc: Exception) -> datetime:
+    """Hold the account back for every worker until CONFIG_PAUSE from now; return that time."""
+    until = now_utc() + CONFIG_PAUSE
+    try:
+        key = channel.limit_key if channel is not None else step.channel_class.limit_key_of(
+            step.channel_class.account_for(rt.settings, step.account))
+    except ConfigurationError:
+        return until  # no account to pause: the step names none that exists
+    log.error("pausing account %s for every worker until %s: %s", key, until.isoformat(), exc)
+    _advisory(lambda: rt.limiter.pause(key, until.timestamp(), str(exc)))
+    return until
+
+
+def _pause_reason(rt: Runtime, key: str) -> str:
+    try:
+        return rt.limiter.why_paused(key) or "by an operator"
+    except TransientError:
+        return "(the reason is in Redis, which did not answer)"
+
+
+def _advisory(call: Callable[[], object]) -> None:
+    """A call to the limiter that only tightens or explains (a pause, a provider's hint):
+    Redis failing it must not cost the outcome of a message that already went out."""
+    try:
+        call()
+    except TransientError as exc:
+        log.warning("rate limiter not updated: %s", exc)
+
+
+def _progress(rt: Runtime, row: AnyRow, result: SendResult | Exception) -> Write | None:
+    """The write that remembers which posts of a thread exist (all of them when it went out,
+    those before the failure when it did not), so a retry resumes after them."""
+    posted = result.progress if isinstance(result, SendResult) else getattr(result, "context", {}).get("posted_ids")
+    if not posted:
+        return None
+    value = {"posted_ids": list(posted)}
+    return lambda: store.record_progress(rt.engine, row.id, value)
+
+
+def _soon() -> datetime:
+    return now_utc() + GIVE_BACK_AFTER * random.uniform(1.0, 1.5)
+
+
+def _why(exc: BaseException | None) -> str:
+    if exc is None:
+        return "stopped"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -17,6 +17,7 @@ from .ledger import (
                      finish_run_if_done,
                      get_delivery,
                      get_run,
+                     give_back,
                      mark_queued,
                      mark_run_planned,
                      plan_deliveries,
@@ -31,6 +32,8 @@ from .ledger import (
                      requeue_unknown,
                      run_progress,
                      set_run_status,
+                     unfinished_runs,
+                     unqueue,
 )
 from .migrations import current_revision, head_revision, require_current, upgrade
 
@@ -69,7 +72,7 @@ __all__ = [
     # ledger
     "create_run", "get_run", "find_run", "set_run_status", "mark_run_planned", "finish_run_if_done",
     "cancel_run", "run_progress", "plan_deliveries", "add_delivery", "add_system_delivery", "get_delivery",
-    "due_deliveries",
-    "mark_queued", "claim", "record_sent", "record_sent_many", "defer", "record_retry", "record_unknown",
-    "record_failed", "record_skipped", "record_progress", "record_event", "requeue_unknown", "delivery_events_of",
+    "due_deliveries", "mark_queued", "claim", "record_sent", "record_sent_many", "defer", "give_back",
+    "record_retry", "record_unknown", "unqueue", "unfinished_runs", "record_failed", "record_skipped",
+    "record_progress", "record_event", "requeue_unknown", "delivery_events_of",
 ]

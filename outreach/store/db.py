@@ -83,6 +83,13 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
     database = url.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+    # `?timeout=SECONDS` in the URL (the sqlite3 module's own parameter) sets how long a
+    # writer waits for another one's lock before "database is locked"
+    try:
+        busy_ms = round(float(url.query.get("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)) * 1000)  # type: ignore[arg-type]
+    except ValueError:
+        raise ConfigurationError(f"database_url: timeout={url.query['timeout']!r} is not a number of seconds; "
+                                 "write e.g. ?timeout=30") from None
     engine = sa.create_engine(url, **kwargs)
 
     @event.listens_for(engine, "connect")
@@ -91,7 +98,7 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
         # own implicit BEGIN breaks SAVEPOINT and transactional DDL (migrations).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; durable at checkpoints

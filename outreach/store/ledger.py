@@ -8,6 +8,7 @@ in Redis. Every transition that matters to an operator also writes a `delivery_e
 Life of a delivery:
     pending ──mark_queued──▶ queued ──claim──▶ sending ──record_sent──▶ sent
        ▲                        │                 ├──record_retry──▶ retry (due again later)
+       │                        │                 ├──give_back─────▶ retry, attempt not counted
        │                        │                 ├──record_failed─▶ failed
        │      lease expired: queued again         └──lease expired─▶ unknown (see claim)
        └──────────── retry ◀────┘
@@ -291,6 +292,32 @@ def mark_queued(bind: Bind, ids: Iterable[int], lease_until: datetime, *, now: d
     return _tx(bind, go)
 
 
+def unqueue(bind: Bind, lease_until: datetime, enqueued: Iterable[int]) -> list[int]:
+    """Rows that one dispatch leased (`lease_until`, exactly) but never handed to the broker,
+    because it failed: due again at once instead of when the lease runs out. Returns their ids."""
+    done = set(_ids(enqueued))
+
+    def go(conn: sa.Connection) -> list[int]:
+        leased = conn.execute(sa.select(_d.c.id).where(_d.c.state == DeliveryState.QUEUED,
+                                                       _d.c.leased_until == lease_until)).scalars().all()
+        back = [i for i in leased if i not in done]
+        if back:
+            conn.execute(sa.update(_d).where(_id_in(conn, back), _d.c.state == DeliveryState.QUEUED)
+                         .values(state=sa.case((_d.c.attempts > 0, DeliveryState.RETRY), else_=DeliveryState.PENDING),
+                                 leased_until=None, updated_at=utcnow()))
+        return back
+    return _tx(bind, go)
+
+
+def unfinished_runs(bind: Bind, campaign: str, step: str, note_prefix: str) -> list[AnyRow]:
+    """Runs of a step, not finished, whose note starts with `note_prefix` (oldest first)."""
+    stmt = (sa.select(_r).where(_r.c.campaign == campaign, _r.c.step == step,
+                                _r.c.status.in_((RunStatus.PLANNING, RunStatus.PLANNED)),
+                                _r.c.note.startswith(note_prefix, autoescape=True))
+            .order_by(_r.c.id))
+    return list(_tx(bind, lambda conn: conn.execute(stmt).all()))
+
+
 def _settle_lost_sends(conn: sa.Connection, ids: list[int], now: datetime, resend_unknown: bool) -> None:
     """`sending` rows with an expired lease: a worker took them and never reported back. The
     message may or may not have left, so by default they become `unknown` (counted, visible,
@@ -437,20 +464,41 @@ def record_unknown(bind: Bind, delivery_id: int, error: str) -> bool:
                     EventKind.UNKNOWN, error)
 
 
-def defer(bind: Bind, rows: Sequence[tuple[int, int]], next_due_at: datetime, reason: str) -> None:
-    """Give claimed deliveries (delivery id, run id) back unsent until `next_due_at` (our own
-    rate limit said wait). Not a failed attempt, so the claim's attempt is handed back too."""
-    if not rows:
-        return
-    now = utcnow()
-    ids = [d for d, _ in rows]
+def give_back(bind: Bind, ids: Iterable[int], next_due_at: datetime, reason: str, *,
+              worker: str | None = None, lease_until: datetime | None = None) -> list[int]:
+    """Hand claimed deliveries back unsent, due again at `next_due_at`: nothing of them
+    reached a provider (our own limit said wait, the account is paused, or something failed
+    before the hand-off), so the claim's attempt is handed back too. Returns the ids moved.
 
-    def go(conn: sa.Connection) -> None:
-        conn.execute(sa.update(_d).where(_id_in(conn, ids), _d.c.state == DeliveryState.SENDING)
-                     .values(state=DeliveryState.RETRY, due_at=next_due_at, leased_until=None, last_error=reason,
-                             attempts=_d.c.attempts - 1, updated_at=now))
-        _events(conn, rows, EventKind.RETRIED, reason, now)
-    _tx(bind, go)
+    `worker`: only rows that worker claimed; then also rows the dispatcher has meanwhile
+    settled as `unknown` because the lease ran out (the worker knows they never left).
+    `lease_until`: only rows of the claim that set this lease, and only while still
+    `sending` (a claim whose reply was lost with the connection: its rows are ours, unsent)."""
+    id_list = _ids(ids)
+    if not id_list:
+        return []
+    now = utcnow()
+    states = [DeliveryState.SENDING]
+    if worker is not None and lease_until is None:
+        states.append(DeliveryState.UNKNOWN)
+
+    def go(conn: sa.Connection) -> list[int]:
+        stmt = sa.update(_d).where(_id_in(conn, id_list), _d.c.state.in_(states))
+        if worker is not None:
+            stmt = stmt.where(_d.c.claimed_by == worker)
+        if lease_until is not None:
+            stmt = stmt.where(_d.c.leased_until == lease_until)
+        moved = conn.execute(stmt.values(state=DeliveryState.RETRY, due_at=next_due_at, leased_until=None,
+                                         last_error=reason, attempts=_d.c.attempts - 1, updated_at=now)
+                             .returning(_d.c.id, _d.c.run_id)).all()
+        _events(conn, moved, EventKind.RETRIED, reason, now)
+        return sorted(d for d, _ in moved)
+    return _tx(bind, go)
+
+
+def defer(bind: Bind, rows: Sequence[tuple[int, int]], next_due_at: datetime, reason: str) -> None:
+    """`give_back` for rows given as (delivery id, run id): our own rate limit said wait."""
+    give_back(bind, [d for d, _ in rows], next_due_at, reason)
 
 
 def record_failed(bind: Bind, delivery_id: int, error: str, bounced: bool = False) -> bool:

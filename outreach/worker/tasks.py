@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from celery import shared_task
@@ -52,7 +56,9 @@ RESCHEDULE_WITHIN = 60.0
 
 @shared_task(name="outreach.send_batch", ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
 def send_batch(ids: list[int]) -> dict[str, Any]:
-    report = delivery.send_batch(runtime(), ids)
+    rt = runtime()
+    with _stop_after_batch(rt):
+        report = delivery.send_batch(rt, ids)
     if report.deferred_ids and report.retry_after <= RESCHEDULE_WITHIN:
         # Ask again as soon as the limiter frees permits. Left to the tick, the rows wait for
         # the first tick after that moment, which comes a whole tick late whenever the limit's
@@ -60,6 +66,27 @@ def send_batch(ids: list[int]) -> dict[str, Any]:
         send_batch.apply_async(args=[report.deferred_ids], queue=channel_class(report.channel).queue,
                                countdown=report.retry_after)
     return report.__dict__
+
+
+@contextmanager
+def _stop_after_batch(rt: Runtime) -> Iterator[None]:
+    """SIGTERM while a batch is being sent (systemd stops a service's whole control group,
+    pool processes included, not only Celery's main process, which would wait): the batch
+    hands nothing more to its channel, gives the rest back unsent and settles what is in
+    flight; then the signal takes its usual course (billiard's handler ends the process).
+    Without this, that handler raises SystemExit mid-send and what was on the wire is lost
+    to `unknown`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread (a thread pool cannot do this)
+        return
+    rt.stopping.clear()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: rt.stopping.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        if rt.stopping.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 @worker_process_shutdown.connect  # type: ignore[untyped-decorator]

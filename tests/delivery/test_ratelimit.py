@@ -138,10 +138,30 @@ def test_provider_saying_zero_remaining_pauses_until_its_reset(limiter):
 
 def test_every_key_expires(limiter, redis_client, prefix):
     limiter.acquire("acct", [per(14, 1), per(50000, 86400)], 3)
-    limiter.pause("acct", time.time() + 30)
+    limiter.pause("acct", time.time() + 30, "X refused the credentials")
     keys = list(redis_client.scan_iter(match=f"{prefix}:*"))
-    assert len(keys) == 3
+    assert len(keys) == 4  # two limits, the pause and why
     assert all(redis_client.pttl(k) > 0 for k in keys)
+
+
+def test_a_pause_says_why_to_every_reader_and_the_later_pause_keeps_its_reason(limiter):
+    # given an account paused for a minute because its credentials were refused
+    until = time.time() + 60
+    limiter.pause("x:main", until, "X refused the credentials (401)")
+    # when a shorter pause with another reason comes in, and someone asks for permits
+    limiter.pause("x:main", time.time() + 5, "rate limited")
+    permit = limiter.acquire("x:main", [per(100, 900)], 1)
+    # then nothing is granted, the permit says it is a pause, and the first reason stands
+    assert permit.granted == 0 and permit.paused and permit.retry_after > 50
+    (pause,) = limiter.pauses()
+    assert pause.account == "x:main" and pause.why == "X refused the credentials (401)"
+    assert abs(pause.until - until) < 1
+    # and a limit that is merely full is not a pause
+    limiter.acquire("email:news", [per(1, 60)], 1)
+    assert not limiter.acquire("email:news", [per(1, 60)], 1).paused
+    # and lifting the pause forgets the reason too
+    limiter.resume("x:main")
+    assert limiter.pauses() == []
 
 
 def test_available_looks_without_taking(limiter):
