@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from .. import formats
 from ..authoring.campaigns import Campaign, Step, root_step
 
 UTC = UTC
@@ -107,8 +108,8 @@ def local_due(campaign: Campaign, step: Step, occurrence: datetime, recipient_zo
     assert sched_zone is not None
     wall = (occurrence - delay).astimezone(sched_zone).replace(tzinfo=None)
     try:
-        zone = ZoneInfo(recipient_zone) if recipient_zone else sched_zone
-    except (ValueError, KeyError):
+        zone = formats.zone(recipient_zone) if recipient_zone else sched_zone
+    except ValueError:  # e.g. `Asia`, stored before the importer checked zones
         zone = sched_zone
     return resolve_wall_time(wall, zone).astimezone(UTC) + delay
 

@@ -53,3 +53,24 @@ def test_dry_run_renders_every_message_and_sends_nothing(run):
     tweet = next(line for line in lines if line.startswith("forced-repatriation/alert-tweet:"))
     assert "1 tweet (2 part(s); weighted length" in tweet
     assert "no run" in run("resend-unknown", "1", "--yes").stdout + run("resend-unknown", "1", "--yes").stderr
+
+
+def test_dry_run_counts_an_address_stored_before_addresses_were_checked(run, db_url):
+    # given one confirmed subscriber whose address was stored before the importer checked
+    # addresses (an old database): not an address the SMTP channel can send to
+    import sqlalchemy as sa
+
+    from outreach.store.schema import subscribers
+
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        first = conn.execute(sa.select(subscribers.c.id).where(subscribers.c.status == "confirmed")
+                             .order_by(subscribers.c.id).limit(1)).scalar_one()
+        conn.execute(sa.update(subscribers).where(subscribers.c.id == first).values(email="no at sign"))
+    engine.dispose()
+    # when rehearsed
+    result = run("send", "forced-repatriation", "--dry-run")
+    # then that one message is an error in the count, and every other recipient still rendered
+    assert result.exit_code == 0, result.output
+    email = next(line for line in result.stdout.splitlines() if line.startswith("forced-repatriation/alert-email:"))
+    assert " 1 error(s)" in email and "error for no at sign" in result.stdout

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from outreach import delivery, store
 from outreach.channels import SmtpChannel
 from outreach.delivery.runtime import Runtime
-from outreach.store.schema import deliveries, runs
+from outreach.store.schema import deliveries, runs, subscribers
 from tests.delivery.conftest import add_people
 
 UTC = UTC
@@ -291,6 +291,10 @@ def test_local_time_step_gets_each_recipients_own_due_time(runtime, engine, proj
     store.add_subscriber(engine, "tokyo@example.org", status="confirmed", tags=["advocacy"], timezone="Asia/Tokyo")
     store.add_subscriber(engine, "ny@example.org", status="confirmed", tags=["advocacy"], timezone="America/New_York")
     store.add_subscriber(engine, "nozone@example.org", status="confirmed", tags=["advocacy"])
+    # and one whose zone was stored before zones were checked: `Asia` is a folder of zones
+    store.add_subscriber(engine, "asia@example.org", status="confirmed", tags=["advocacy"])
+    with engine.begin() as conn:
+        conn.execute(sa.update(subscribers).where(subscribers.c.email == "asia@example.org").values(timezone="Asia"))
     rt = Runtime(project.settings(), engine=engine, redis=redis_client)
     occ = datetime(2030, 1, 15, 8, 0, tzinfo=UTC)  # 09:00 in Paris
     run_id = store.create_run(engine, "alert", "mail", occ)
@@ -299,7 +303,7 @@ def test_local_time_step_gets_each_recipients_own_due_time(runtime, engine, proj
         due = dict(conn.execute(sa.select(deliveries.c.recipient, deliveries.c.due_at)).all())
     assert due["tokyo@example.org"] == datetime(2030, 1, 15, 0, 0, tzinfo=UTC)    # 09:00 JST
     assert due["ny@example.org"] == datetime(2030, 1, 15, 14, 0, tzinfo=UTC)      # 09:00 EST
-    assert due["nozone@example.org"] == occ                                       # schedule's zone
+    assert due["nozone@example.org"] == due["asia@example.org"] == occ            # schedule's zone
 
 
 def _one_delivery(engine, run_id):
