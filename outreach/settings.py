@@ -31,9 +31,9 @@ from pydantic import (
 from .authoring import yamlfile
 from .errors import ConfigurationError, Problem, ValidationFailed
 from .formats import check_base_url, check_mailbox, check_service_url
-from .passwords import MIN_TOKEN, check_password_hash_format
 from .formats import parse_duration as parse_duration  # where settings and campaigns used to find it
 from .formats import zone as _zone
+from .passwords import MIN_TOKEN, check_password_hash_format
 
 ENV_PREFIX = "OUTREACH_"
 AccountT = TypeVar("AccountT")

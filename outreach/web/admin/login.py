@@ -29,7 +29,8 @@ def guarded(endpoint: Endpoint) -> Endpoint:
         operator = gate.operator(request)
         if operator is None:
             wants_page = request.method in ("GET", "HEAD") and "text/html" in request.headers.get("accept", "")
-            if wants_page and not request.headers.get("authorization"):
+            # the page's own live update (X-Live) gets 401: its script then reloads the page
+            if wants_page and not request.headers.get("authorization") and not request.headers.get("x-live"):
                 return RedirectResponse(f"/admin/login?next={quote(_local(request.url.path))}", status_code=303)
             return JSONResponse({"error": "sign in first"}, status_code=401,
                                 headers={"www-authenticate": 'Bearer realm="outreach admin"'})

@@ -14,54 +14,8 @@ from outreach.passwords import check_password_hash_format, hash_password, verify
 from outreach.web import create_app
 from outreach.web.admin.auth import Gate, Operator
 
-from .conftest import BASE, csrf_of, write_project
-
-PASSWORD = "correct horse battery staple"
-TOKEN = "t" * 20 + "0123456789abcdefghijkl"
-HASH = hash_password(PASSWORD)
-ADMIN_ENV = {"OUTREACH_ADMIN_USER": "ops", "OUTREACH_ADMIN_PASSWORD_HASH": HASH, "OUTREACH_ADMIN_TOKEN": TOKEN,
-             "OUTREACH_METRICS_TOKEN": "m" * 40}
-
-
-def admin_settings(tmp_path, db_url, **env):
-    base = {"OUTREACH_SECRET_KEY": "admin-test-secret", "OUTREACH_DATABASE_URL": db_url,
-            "OUTREACH_REDIS_URL": "redis://127.0.0.1:6379/14", **ADMIN_ENV}
-    base.update(env)
-    return write_project(tmp_path, {k: v for k, v in base.items() if v is not None}).settings()
-
-
-@pytest.fixture
-def admin_app(tmp_path, db_url, engine, redis_prefix):
-    app = create_app(admin_settings(tmp_path, db_url), engine=engine, limiter_prefix=redis_prefix)
-    yield app
-    app.state.site.runtime.redis.close()
-
-
-@pytest.fixture
-def browser_client(admin_app):
-    with TestClient(admin_app, base_url=BASE, follow_redirects=False) as c:
-        yield c
-
-
-def sign_in(client: TestClient, user: str = "ops", password: str = PASSWORD, token: str = "", **extra):
-    page = client.get("/admin/login", headers={"accept": "text/html"})
-    return client.post("/admin/login", data={"csrf": csrf_of(page.text), "user": user, "password": password,
-                                             "token": token, **extra},
-                       headers={"origin": BASE})
-
-
-def admin_paths(app) -> list[tuple[str, str]]:
-    """Every (method, path) under /admin but signing in and out, with sample ids."""
-    found = []
-    for route in app.routes:
-        path = getattr(route, "path", "")
-        if not path.startswith("/admin") or path in ("/admin/login", "/admin/logout"):  # open to all
-            continue
-        for method in sorted(getattr(route, "methods", None) or ["GET"]):
-            if method != "HEAD":
-                found.append((method, re.sub(r"\{[^}]+\}", "1", path)))
-    return found
-
+from ..conftest import BASE, csrf_of, write_project
+from .conftest import HASH, PASSWORD, TOKEN, admin_paths, admin_settings, sign_in
 
 # --- passwords --------------------------------------------------------------------------------
 
@@ -162,7 +116,9 @@ def test_every_admin_page_and_action_refuses_an_anonymous_visitor(admin_app, bro
             assert page.status_code in (401, 403), (method, path, page.status_code)
         api = browser_client.request(method, path, headers={"authorization": "Bearer wrong-token-" + "x" * 30})
         assert api.status_code == 401, (method, path)
-        forged = browser_client.request(method, path, cookies={"outreach-admin": "e30.AAAA"})
+        browser_client.cookies.set("outreach-admin", "e30.AAAA")
+        forged = browser_client.request(method, path)
+        browser_client.cookies.clear()
         assert forged.status_code in (303, 401, 403), (method, path)
     # and /metrics too
     assert browser_client.get("/metrics").status_code == 401

@@ -1,0 +1,80 @@
+"""What the dashboard's tests share: an app with admin credentials in its environment, a
+client that does not follow redirects, signing in, and runs made straight in the ledger."""
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from outreach.passwords import hash_password
+from outreach.store import add_delivery, create_run, mark_run_planned
+from outreach.store.schema import deliveries
+from outreach.web import create_app
+
+from ..conftest import BASE, csrf_of, write_project
+
+PASSWORD = "correct horse battery staple"
+TOKEN = "t" * 20 + "0123456789abcdefghijkl"
+HASH = hash_password(PASSWORD)
+ADMIN_ENV = {"OUTREACH_ADMIN_USER": "ops", "OUTREACH_ADMIN_PASSWORD_HASH": HASH, "OUTREACH_ADMIN_TOKEN": TOKEN,
+             "OUTREACH_METRICS_TOKEN": "m" * 40}
+
+
+def admin_settings(tmp_path, db_url, **env):
+    base = {"OUTREACH_SECRET_KEY": "admin-test-secret", "OUTREACH_DATABASE_URL": db_url,
+            "OUTREACH_REDIS_URL": "redis://127.0.0.1:6379/14", **ADMIN_ENV}
+    base.update(env)
+    return write_project(tmp_path, {k: v for k, v in base.items() if v is not None}).settings()
+
+
+@pytest.fixture
+def admin_app(tmp_path, db_url, engine, redis_prefix):
+    app = create_app(admin_settings(tmp_path, db_url), engine=engine, limiter_prefix=redis_prefix)
+    yield app
+    app.state.site.runtime.redis.close()
+
+
+@pytest.fixture
+def browser_client(admin_app):
+    with TestClient(admin_app, base_url=BASE, follow_redirects=False) as c:
+        yield c
+
+
+def sign_in(client: TestClient, user: str = "ops", password: str = PASSWORD, token: str = "", **extra):
+    page = client.get("/admin/login", headers={"accept": "text/html"})
+    return client.post("/admin/login", data={"csrf": csrf_of(page.text), "user": user, "password": password,
+                                             "token": token, **extra},
+                       headers={"origin": BASE})
+
+
+def admin_paths(app) -> list[tuple[str, str]]:
+    """Every (method, path) under /admin but signing in and out, with sample ids."""
+    found = []
+    for route in app.routes:
+        path = getattr(route, "path", "")
+        if not path.startswith("/admin") or path in ("/admin/login", "/admin/logout"):  # open to all
+            continue
+        for method in sorted(getattr(route, "methods", None) or ["GET"]):
+            if method != "HEAD":
+                found.append((method, re.sub(r"\{[^}]+\}", "1", path)))
+    return found
+
+
+
+
+def make_run(engine, n: int, campaign: str = "news", step: str = "letter",
+             occurrence: datetime = datetime(2030, 1, 15, 8, tzinfo=UTC),
+             due: datetime | None = None) -> tuple[int, list[int]]:
+    """A planned run of `n` email deliveries, due at `due` (now when not given)."""
+    run_id = create_run(engine, campaign, step, occurrence)
+    due = due or datetime.now(UTC)
+    for i in range(n):
+        add_delivery(engine, run_id, f"r{i}@example.org", "email", "news", due)
+    mark_run_planned(engine, run_id)
+    with engine.connect() as conn:
+        ids = list(conn.execute(sa.select(deliveries.c.id).where(deliveries.c.run_id == run_id)
+                                .order_by(deliveries.c.id)).scalars())
+    return run_id, ids
