@@ -20,7 +20,6 @@ a counter reset; losing a flush (Redis down) loses that batch's counts, never a 
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -51,14 +50,14 @@ class Tally:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
-        self._sums: Counter[str] = Counter()
+        self._counts: dict[str, float] = {}
+        self._sums: dict[str, float] = {}
 
     def _add(self, key: str, n: float = 1, sums: bool = False) -> None:
         with self._lock:
             target = self._sums if sums else self._counts
             if key in target or len(self._counts) + len(self._sums) < _MAX_SERIES:
-                target[key] += n
+                target[key] = target.get(key, 0) + n
 
     def send(self, channel: str, seconds: float, error: BaseException | None = None) -> None:
         """One message's round trip, and the error it met, if any."""
@@ -85,16 +84,16 @@ class Tally:
 
     def take(self) -> tuple[dict[str, int], dict[str, float]]:
         with self._lock:
-            counts, sums = dict(self._counts), dict(self._sums)
-            self._counts.clear()
-            self._sums.clear()
+            counts, sums = self._counts, self._sums
+            self._counts, self._sums = {}, {}
         return {k: int(v) for k, v in counts.items()}, sums
 
     def give_back(self, counts: Mapping[str, int], sums: Mapping[str, float]) -> None:
         """A flush failed: keep the counts for the next one."""
         with self._lock:
-            self._counts.update(counts)
-            self._sums.update(sums)
+            for target, more in ((self._counts, counts), (self._sums, sums)):
+                for k, v in more.items():
+                    target[k] = target.get(k, 0) + v
 
 
 def error_code(error: BaseException) -> str:
@@ -110,9 +109,10 @@ def error_code(error: BaseException) -> str:
 TALLY = Tally()
 
 
-def flush(redis: Any, tally: Tally = TALLY, key: str = KEY) -> bool:
+def flush(redis: Any, tally: Tally = TALLY, key: str | None = None) -> bool:
     """Write what `tally` counted to Redis in one round trip; False (counts kept) when Redis
     does not answer. Never raises: metrics must not cost a message."""
+    key = key or KEY  # read now: tests give each run a key of its own
     counts, sums = tally.take()
     if not counts and not sums:
         return True
@@ -129,9 +129,9 @@ def flush(redis: Any, tally: Tally = TALLY, key: str = KEY) -> bool:
         return False
 
 
-def read(redis: Any, key: str = KEY) -> Iterable[tuple[str, dict[str, str], float]]:
+def read(redis: Any, key: str | None = None) -> Iterable[tuple[str, dict[str, str], float]]:
     """Every series counted so far: (name, labels, value)."""
-    for raw_name, raw_value in (redis.hgetall(key) or {}).items():
+    for raw_name, raw_value in (redis.hgetall(key or KEY) or {}).items():
         name = raw_name.decode() if isinstance(raw_name, bytes) else str(raw_name)
         value = float(raw_value)
         metric, labels = parse_field(name)

@@ -307,7 +307,8 @@ def _health_commands() -> list[tuple[str, list[str]]]:
     found = []
     for service in APP:
         test = (SERVICES[service].get("healthcheck") or {}).get("test") or []
-        lines = [shlex.split(part) for part in (test[1].split("|") if test[:1] == ["CMD-SHELL"] else [shlex.join(test[1:])])]
+        parts = test[1].split("|") if test[:1] == ["CMD-SHELL"] else [shlex.join(test[1:])]
+        lines = [shlex.split(part) for part in parts]
         found += [(service, argv) for argv in lines if argv[:1] in (["outreach"], ["celery"])]
     return found
 

@@ -28,7 +28,6 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -43,6 +42,8 @@ from .admin.progress import Pace
 from .pages import site_of
 from .site import Site
 
+# The text format every Prometheus 2.x and 3.x reads (newer clients label it 1.0.0).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 WORKER_ALIVE = 60.0  # seconds: a worker seen this recently counts as up
 
 
@@ -58,7 +59,8 @@ class _Collected:
 
 def _runs_by_status(site: Site) -> dict[str, int]:
     with site.engine.connect() as conn:
-        found = dict(conn.execute(sa.select(runs.c.status, sa.func.count()).group_by(runs.c.status)).all())
+        found: dict[str, int] = {str(s): int(n) for s, n in conn.execute(
+            sa.select(runs.c.status, sa.func.count()).group_by(runs.c.status))}
     return {str(s): int(found.get(s, 0)) for s in RunStatus}
 
 
@@ -166,7 +168,7 @@ async def metrics(request: Request) -> Response:
                             headers={"www-authenticate": 'Bearer realm="outreach metrics"'})
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collected(await run_in_threadpool(gather, site)))
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST,
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE,
                     headers={"cache-control": "no-store"})
 
 

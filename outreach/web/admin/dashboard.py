@@ -114,8 +114,9 @@ def _(text: str) -> str:
     return text
 
 
-STATUS_LABELS = {RunStatus.PLANNING: _("planning"), RunStatus.PLANNED: _("sending"), RunStatus.PAUSED: _("paused"),
-                 RunStatus.DONE: _("done"), RunStatus.SKIPPED: _("skipped"), RunStatus.CANCELLED: _("cancelled")}
+STATUS_LABELS: dict[str, str] = {
+    RunStatus.PLANNING: _("planning"), RunStatus.PLANNED: _("sending"), RunStatus.PAUSED: _("paused"),
+    RunStatus.DONE: _("done"), RunStatus.SKIPPED: _("skipped"), RunStatus.CANCELLED: _("cancelled")}
 _COLUMN_LABELS = [_("Sent"), _("Retrying"), _("Failed"), _("Skipped"), _("Unknown"), _("Cancelled")]
 
 
