@@ -30,20 +30,22 @@ RETRYABLE = (DeliveryState.FAILED, DeliveryState.UNKNOWN)
 
 def _texts(lang: Language, action: str) -> tuple[str, str, str]:
     """(question, what happens, button) for an action."""
-    g = lang.gettext
-    return {
-        "pause": (g("Pause this run?"),
-                  g("Nothing more of it is sent until you resume it; what a worker already handed to the "
-                    "provider still arrives."), g("Pause the run")),
-        "resume": (g("Resume this run?"), g("Its held deliveries are due again as they were planned."),
-                   g("Resume the run")),
-        "cancel": (g("Cancel this run?"),
-                   g("Its remaining deliveries are cancelled for good and never sent. This cannot be undone."),
-                   g("Cancel the run")),
-        "retry": (g("Send again to those who did not get it?"),
-                  g("The deliveries that ended as you choose below are sent again; nobody who got it gets it "
-                    "twice."), g("Send again")),
-    }[action]
+    _ = lang.gettext  # the name pybabel extracts
+    if action == "pause":
+        return (_("Pause this run?"),
+                _("Nothing more of it is sent until you resume it; what a worker already handed to the provider "
+                  "still arrives."),
+                _("Pause the run"))
+    if action == "resume":
+        return (_("Resume this run?"), _("Its held deliveries are due again as they were planned."),
+                _("Resume the run"))
+    if action == "cancel":
+        return (_("Cancel this run?"),
+                _("Its remaining deliveries are cancelled for good and never sent. This cannot be undone."),
+                _("Cancel the run"))
+    return (_("Send again to those who did not get it?"),
+            _("The deliveries that ended as you choose below are sent again; nobody who got it gets it twice."),
+            _("Send again"))
 
 
 async def confirm(request: Request) -> Response:
