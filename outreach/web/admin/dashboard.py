@@ -28,11 +28,14 @@ from ...models import DeliveryState, RunStatus
 from ...observe import Snapshot, coming, take
 from ..i18n import Language
 from ..pages import language, render, site_of
+from ..security import PAGE_CSP
 from ..site import Site
 from .login import guarded
 from .progress import NO_PACE, Pace, Progress, chart
 
 LIVE_EVERY_MS = 3000
+# The pages' CSP, plus what their script needs: fetching their own live part.
+LIVE_CSP = PAGE_CSP.replace("default-src 'none';", "default-src 'none'; connect-src 'self';")
 SCHEDULE_DAYS = 7
 # The columns of a run's progress, in order: (state, label). "Remaining" is computed.
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -158,7 +161,7 @@ def _page(template: str, title: str, **narrow_from: Callable[[Request], Any]) ->
         context = _context(request, snap, paces, lang)
         live = request.headers.get("x-live") == "1"
         return render(request, live_template if live else template, lang, title=lang.gettext(title),
-                      notice=_notice(request, lang), **context)
+                      notice=_notice(request, lang), headers={"content-security-policy": LIVE_CSP}, **context)
     return guarded(page)
 
 
