@@ -153,12 +153,15 @@ def _page(template: str, title: str, **narrow_from: Callable[[Request], Any]) ->
 
     async def page(request: Request) -> Response:
         lang = language(request)
-        narrow = {k: f(request) for k, f in narrow_from.items()}
+        narrow = {k: v for k, f in narrow_from.items() if (v := f(request)) is not None}
         snap, paces = await _look(request, **narrow)
         if "run_id" in narrow and not snap.runs:
             return render(request, "admin_message.html", lang, status=404, title=lang.gettext("No such run"),
                           text=lang.gettext("There is no run with this number."), operator=request.state.operator)
         context = _context(request, snap, paces, lang)
+        query = request.url.query
+        context["live_src"] = request.url.path + (f"?{query}" if query else "")
+        context["campaign"] = narrow.get("campaign")
         live = request.headers.get("x-live") == "1"
         return render(request, live_template if live else template, lang, title=lang.gettext(title),
                       notice=_notice(request, lang), headers={"content-security-policy": LIVE_CSP}, **context)
@@ -180,7 +183,11 @@ def _run_id(request: Request) -> int:
     return int(request.path_params["run_id"])
 
 
-overview = _page("admin_overview.html", _("Runs"))
+def _campaign(request: Request) -> str | None:
+    return (request.query_params.get("campaign") or "").strip()[:200] or None
+
+
+overview = _page("admin_overview.html", _("Runs"), campaign=_campaign)
 run_page = _page("admin_run.html", _("Run"), run_id=_run_id)
 
 

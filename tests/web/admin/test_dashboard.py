@@ -139,3 +139,14 @@ def test_the_dashboard_speaks_korean(operator, engine):
     make_run(engine, 1)
     page = operator.get("/admin?lang=ko", headers=HTML)
     assert 'lang="ko"' in page.text and "대기열" in page.text and "발송" in page.text
+
+
+def test_the_runs_of_one_campaign(operator, engine):
+    from datetime import UTC, datetime
+    news, _ = make_run(engine, 2)
+    other, _ = make_run(engine, 1, campaign="daily", step="digest", occurrence=datetime(2030, 2, 1, tzinfo=UTC))
+    page = operator.get("/admin?campaign=daily", headers=HTML)
+    assert f'data-run="{other}"' in page.text and f'data-run="{news}"' not in page.text
+    assert "Runs of daily" in page.text and 'data-live-src="/admin?campaign=daily"' in page.text
+    # the overview links each campaign to its own list
+    assert 'href="/admin?campaign=news"' in operator.get("/admin", headers=HTML).text
