@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from urllib.parse import quote, urlsplit
 
@@ -71,10 +72,12 @@ async def form(request: Request) -> Response:
 def _attempt(request: Request, user: str, password: str, token: str) -> Operator | None | str:
     """Counts the attempt, then checks it (in a worker thread: the hash costs ~0.1 s)."""
     site = site_of(request)
+    # the name is hashed with the key: Redis never holds what someone typed
+    who = hashlib.blake2b(user.lower().encode("utf-8", "replace"), key=site.address_key, digest_size=12).hexdigest()
     try:
         allowed = all(site.limiter.acquire(key, limits) for key, limits in (
             (f"admin-login-client:{client_address(request)}", LOGIN_LIMITS_PER_CLIENT),
-            (f"admin-login-user:{user.lower()[:100] if user else 'token'}", LOGIN_LIMITS_PER_USER)))
+            (f"admin-login-user:{who if user else 'token'}", LOGIN_LIMITS_PER_USER)))
     except TransientError:
         return "unavailable"  # no limiter, no guessing
     if not allowed:
