@@ -28,6 +28,7 @@ SEP = "\x1f"
 # upper bounds of the round-trip buckets, seconds (SMTP on a LAN: ms; a provider far away: s)
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _MAX_SERIES = 5000  # a bound on what one process keeps between flushes, whatever the labels
+_SEND_KEYS: dict[tuple[str, int], tuple[str, str, str]] = {}
 
 
 def field(name: str, **labels: str) -> str:
@@ -60,12 +61,22 @@ class Tally:
                 target[key] = target.get(key, 0) + n
 
     def send(self, channel: str, seconds: float, error: BaseException | None = None) -> None:
-        """One message's round trip, and the error it met, if any."""
-        bucket = next((b for b in BUCKETS if seconds <= b), None)
-        le = "+Inf" if bucket is None else repr(bucket)
-        self._add(field("send_seconds_bucket", channel=channel, le=le))
-        self._add(field("send_seconds_count", channel=channel))
-        self._add(field("send_seconds_sum", channel=channel), seconds, sums=True)
+        """One message's round trip, and the error it met, if any. On the send path: the
+        series' names are made once per channel and bucket, and the lock taken once."""
+        bucket = next((i for i, b in enumerate(BUCKETS) if seconds <= b), len(BUCKETS))
+        keys = _SEND_KEYS.get((channel, bucket))
+        if keys is None:
+            le = repr(BUCKETS[bucket]) if bucket < len(BUCKETS) else "+Inf"
+            keys = _SEND_KEYS[(channel, bucket)] = (field("send_seconds_bucket", channel=channel, le=le),
+                                                    field("send_seconds_count", channel=channel),
+                                                    field("send_seconds_sum", channel=channel))
+        bucket_key, count_key, sum_key = keys
+        with self._lock:
+            counts, sums = self._counts, self._sums
+            if bucket_key in counts or len(counts) + len(sums) < _MAX_SERIES - 3:
+                counts[bucket_key] = counts.get(bucket_key, 0) + 1
+                counts[count_key] = counts.get(count_key, 0) + 1
+                sums[sum_key] = sums.get(sum_key, 0.0) + seconds
         if error is not None:
             self._add(field("provider_errors_total", channel=channel, error=type(error).__name__,
                             code=error_code(error)))
