@@ -112,9 +112,12 @@ def _run_child(args: list[str], env: dict[str, str], log: Path) -> tuple[int, fl
 
 def run(kind: str, n: int, *, workdir: Path, sink: SmtpSink, redis_url: str, secret: str, batch_size: int,
         concurrency: int, timeout: float, pg_admin_url: str, ceiling_distinct: int | None = 1000,
-        profile_seconds: float | None = None, log=print) -> tuple[PipelineResult, ceiling.CeilingResult | None]:
+        profile_seconds: float | None = None, log=print,
+        before_run=None) -> tuple[PipelineResult, ceiling.CeilingResult | None]:
     """The pipeline on a fresh `kind` ledger, then (unless ceiling_distinct is None) the
-    ceiling with the same N and number of processes, while nothing else runs."""
+    ceiling with the same N and number of processes, while nothing else runs. `before_run`
+    (engine, url, project root) is called once the audience is loaded (bench/big_ledger.py
+    fills the ledger's history there)."""
     result = PipelineResult(kind, n, batch_size)
     root = make_project(workdir / f"pipeline-{kind}", "pipeline", smtp_port=sink.port, batch_size=batch_size)
     ceiling_result = None
@@ -126,6 +129,8 @@ def run(kind: str, n: int, *, workdir: Path, sink: SmtpSink, redis_url: str, sec
             audience.load(engine, n)
             result.load_seconds = time.monotonic() - t0
             log(f"  [{kind}] {n:,} subscribers loaded in {result.load_seconds:.1f} s (not counted)")
+            if before_run is not None:
+                before_run(engine, url, root)
             if ceiling_distinct is not None:
                 messages = root / "var" / "ceiling-messages.pickle"
                 env = child_env(root, url, redis_url, secret, sink.port)

@@ -33,6 +33,7 @@ from .errors import ConfigurationError, Problem, ValidationFailed
 from .formats import check_base_url, check_mailbox, check_service_url
 from .formats import parse_duration as parse_duration  # where settings and campaigns used to find it
 from .formats import zone as _zone
+from .passwords import MIN_TOKEN, check_password_hash_format
 
 ENV_PREFIX = "OUTREACH_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -274,6 +275,14 @@ class Settings(Strict):
     # Keys that signed links before the current one (OUTREACH_PREVIOUS_SECRET_KEYS, comma-
     # separated): links they made still verify. Keep a replaced key here for at least 60 days.
     previous_secret_keys: list[str] = Field(default_factory=list, exclude=True, repr=False)
+    # The operator's dashboard (/admin): a user and a password hash (`outreach admin password`
+    # makes one), or a token (`outreach admin token`), or both; none set, the dashboard is off.
+    # /metrics wants OUTREACH_METRICS_TOKEN (what Prometheus sends) or the admin token. All
+    # four come only from the environment or .env: there are no default credentials.
+    admin_user: str | None = Field(default=None, exclude=True)
+    admin_password_hash: str | None = Field(default=None, exclude=True, repr=False)
+    admin_token: str | None = Field(default=None, exclude=True, repr=False)
+    metrics_token: str | None = Field(default=None, exclude=True, repr=False)
     campaigns_dir: Path = Path("config/campaigns")
     templates_dir: Path = Path("templates")
     data_dir: Path = Path("config")
@@ -327,6 +336,28 @@ class Settings(Strict):
     @classmethod
     def _comma_list(cls, v: Any) -> Any:
         return [k.strip() for k in v.split(",") if k.strip()] if isinstance(v, str) else v
+
+    @field_validator("admin_password_hash")
+    @classmethod
+    def _password_hash(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_password_hash_format(v)
+        return v
+
+    @field_validator("admin_token", "metrics_token")
+    @classmethod
+    def _token(cls, v: str | None) -> str | None:
+        if v is not None and (len(v) < MIN_TOKEN or not v.isascii() or not v.isprintable() or " " in v):
+            raise ValueError(f"a token must be at least {MIN_TOKEN} printable ASCII characters without spaces; "
+                             "make one with `outreach admin token`")
+        return v
+
+    @field_validator("admin_user")
+    @classmethod
+    def _user(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or len(v) > 100 or not v.isprintable()):
+            raise ValueError("the admin user must be a printable name of at most 100 characters")
+        return v
 
     @field_validator("base_url")
     @classmethod
@@ -403,7 +434,11 @@ def _account(accounts: Mapping[str, AccountT], name: str | None, kind: str) -> A
 # --- layering ------------------------------------------------------------------------------
 
 # Top-level keys that may be overridden by OUTREACH_<KEY>; nested keys by OUTREACH__A__B.
-_ENV_KEYS = ("database_url", "redis_url", "base_url", "secret_key", "previous_secret_keys", "timezone", "log_level")
+_ENV_KEYS = ("database_url", "redis_url", "base_url", "secret_key", "previous_secret_keys", "timezone", "log_level",
+             "admin_user", "admin_password_hash", "admin_token", "metrics_token")
+# Only from the environment or .env (a credential in config/ would end up in git).
+_ENV_ONLY = ("secret_key", "previous_secret_keys", "password", "admin_user", "admin_password_hash", "admin_token",
+             "metrics_token")
 _SMTP_SECRETS = ("password", "username")
 _X_SECRETS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret", "user_token")
 
@@ -491,7 +526,7 @@ def load_settings(root: Path | str = ".", config_file: Path | str | None = None,
         data = dict(doc.data)
     elif config_file:
         raise ConfigurationError(f"settings file {display} does not exist")
-    for secret in ("secret_key", "previous_secret_keys", "password"):
+    for secret in _ENV_ONLY:
         if secret in data:
             raise ValidationFailed([doc.problem((secret,), "secrets may not live in YAML",
                                                 f"set OUTREACH_{secret.upper()} in the environment or .env")])

@@ -22,10 +22,10 @@ from outreach.worker import app as celery_app
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-INFRA = {"redis", "postgres", "mailpit"}
+INFRA = {"redis", "postgres", "mailpit", "prometheus"}
 APP = sorted(set(SERVICES) - INFRA)
 EXPECTED = {"redis", "postgres", "migrate", "worker-email", "worker-social", "worker-control",
-            "beat", "web", "flower", "mailpit"}
+            "beat", "web", "flower", "mailpit", "prometheus"}
 # What an operator's .env supplies for the required ${VAR:?...} of the file.
 DOTENV = {"POSTGRES_PASSWORD": "pw-from-dotenv"}
 # OUTREACH_ variables read by the processes themselves rather than by load_settings.
@@ -286,3 +286,90 @@ def test_dockerfile_installs_the_package_with_flower_and_ships_campaigns():
     assert any(c.split()[:2] == ["templates", "./templates"] for c in copies)
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".env" in ignored and ".venv" in ignored and "var" in ignored
+
+
+# --- healthchecks, monitoring, .env.example -------------------------------------------------
+
+ONE_SHOT = {"migrate"}  # waited for by its exit status (service_completed_successfully), not by health
+
+
+@pytest.mark.parametrize("service", sorted(set(SERVICES) - ONE_SHOT))
+def test_every_long_running_service_has_a_healthcheck(service):
+    check = SERVICES[service].get("healthcheck")
+    assert check and not check.get("disable"), f"{service} has no healthcheck"
+    test = check["test"]
+    assert isinstance(test, list) and test[0] in ("CMD", "CMD-SHELL") and len(test) >= 2, test
+    assert SERVICES[service].get("restart") == "unless-stopped"
+
+
+def _health_commands() -> list[tuple[str, list[str]]]:
+    """Each healthcheck's command line(s) that run our CLI or Celery on our app."""
+    found = []
+    for service in APP:
+        test = (SERVICES[service].get("healthcheck") or {}).get("test") or []
+        parts = test[1].split("|") if test[:1] == ["CMD-SHELL"] else [shlex.join(test[1:])]
+        lines = [shlex.split(part) for part in parts]
+        found += [(service, argv) for argv in lines if argv[:1] in (["outreach"], ["celery"])]
+    return found
+
+
+@pytest.mark.parametrize("service,argv", _health_commands(), ids=[s for s, _ in _health_commands()])
+def test_healthcheck_commands_are_real(service, argv):
+    if argv[0] == "outreach":
+        result = CliRunner().invoke(cli, argv[1:] + ["--help"])
+        assert result.exit_code == 0, result.output
+        return
+    # celery -A outreach.worker.app inspect ping --timeout N: our app, a real remote-control
+    # command, options the inspect command takes
+    from celery.bin.celery import celery as celery_cli
+    from celery.worker.control import Panel
+
+    assert argv[1:3] == ["-A", "outreach.worker.app"] and argv[3] == "inspect"
+    assert argv[4] in Panel.meta, f"{service}: celery has no remote command {argv[4]!r}"
+    inspect = celery_cli.commands["inspect"]
+    options = {o for p in inspect.params for o in p.opts}
+    assert {a for a in argv[5:] if a.startswith("-")} <= options, argv
+    assert "worker" in command(service), f"{service}: only workers answer a ping"
+
+
+def test_worker_healthcheck_finds_the_node_name_the_worker_command_gives():
+    # the healthcheck greps "@<hostname>:"; the worker names itself outreach-<queues>-<pid>@%h
+    from outreach.cli.services import worker
+
+    source = __import__("inspect").getsource(worker.callback)
+    assert '@%h"' in source
+    test = SERVICES["worker-email"]["healthcheck"]["test"][1]
+    assert '"@$${HOSTNAME}:"' in test  # $$: compose passes a literal $ to the shell
+
+
+def test_every_variable_the_file_uses_is_documented_in_env_example():
+    text = (ROOT / "docker-compose.yml").read_text()
+    used = {m.group(1) for m in _VAR.finditer(text.replace("$$", ""))}
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M))
+    assert used, "no variables found: the pattern is wrong"
+    assert used <= documented, f"add to .env.example: {sorted(used - documented)}"
+    # and every OUTREACH_ setting the processes read from .env as well
+    for name in ("OUTREACH_SECRET_KEY", "OUTREACH_ADMIN_USER", "OUTREACH_ADMIN_PASSWORD_HASH", "OUTREACH_ADMIN_TOKEN",
+                 "OUTREACH_METRICS_TOKEN"):
+        assert name in documented, name
+
+
+def test_prometheus_runs_only_with_its_profile_and_scrapes_web_with_the_metrics_token():
+    spec = SERVICES["prometheus"]
+    assert spec["profiles"] == ["monitoring"]
+    assert all("profiles" not in SERVICES[s] for s in set(SERVICES) - {"prometheus"})
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    web_port = command("web")[command("web").index("--port") + 1]
+    assert job["metrics_path"] == "/metrics" and job["static_configs"][0]["targets"] == [f"web:{web_port}"]
+    # the token file the config reads is the one the entrypoint writes, from the documented variable
+    token_file = job["authorization"]["credentials_file"]
+    script = " ".join(spec["command"])
+    assert f"> {token_file}" in script and "$$OUTREACH_METRICS_TOKEN" in script
+    assert spec["environment"]["OUTREACH_METRICS_TOKEN"] == "${OUTREACH_METRICS_TOKEN}"
+    # the rules it loads are the repository's, mounted read-only where the config says
+    assert "./deploy/prometheus:/etc/prometheus:ro" in spec["volumes"]
+    for rule_file in config["rule_files"]:
+        assert (ROOT / "deploy" / "prometheus" / Path(rule_file).name).is_file()
+    assert spec["depends_on"] == {"web": {"condition": "service_healthy"}}
+    assert all(p.startswith("127.0.0.1:") for p in spec["ports"])

@@ -17,12 +17,14 @@ A new channel is one module with a subclass, plus its line in `channels/__init__
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from .. import telemetry
 from ..errors import DeliveryError, PermanentError
 from ..settings import Limit
 
@@ -164,22 +166,33 @@ class Channel:
         outcomes of payloads still in flight. A caller that stops feeding `items` (say,
         after a RateLimited) still gets an outcome for everything it fed: what a pipelining
         channel already had in flight (SMTP: up to two messages) is still sent."""
+        handed: dict[int, float] = {}  # id(key) → when it went to transmit: the round trip (telemetry)
+
         def built() -> Iterator[tuple[K, Any, DeliveryError | None]]:
             for key, payload in items:
                 try:
                     self.validate(payload)
-                    yield key, self.build(payload), None
+                    b = self.build(payload)
                 except DeliveryError as exc:
                     yield key, None, exc
+                    continue
+                handed[id(key)] = time.perf_counter()
+                yield key, b, None
 
         for key, b, response in self.transmit_many(built()):
+            result: SendResult | DeliveryError
             if isinstance(response, DeliveryError):
-                yield key, response
-                continue
-            try:
-                yield key, self.parse(b, response)
-            except DeliveryError as exc:
-                yield key, exc
+                result = response
+            else:
+                try:
+                    result = self.parse(b, response)
+                except DeliveryError as exc:
+                    result = exc
+            start = handed.pop(id(key), None)
+            if start is not None:  # it reached transmit (not refused while being built)
+                telemetry.TALLY.send(self.name, time.perf_counter() - start,
+                                     result if isinstance(result, DeliveryError) else None)
+            yield key, result
 
     def transmit_many(self, built: Iterator[tuple[K, Any, DeliveryError | None]]
                       ) -> Iterator[tuple[K, Any, Any]]:

@@ -27,6 +27,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 import redis as redis_lib
 
+from .. import telemetry
 from ..errors import TransientError
 
 __all__ = ["Pause", "Permit", "RateLimiter", "BUCKETS"]
@@ -100,6 +101,7 @@ class RateLimiter:
         one does not shorten it."""
         key = self._pause_key(account_key)
         self._run([key, key + ":why"], ["pause", round(until_epoch * 1_000_000), why])
+        telemetry.TALLY.pause(account_key)
 
     def resume(self, account_key: str) -> None:
         """Lift a pause now (operator action)."""

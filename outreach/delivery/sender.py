@@ -22,7 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .. import store
+from .. import store, telemetry
 from ..authoring.campaigns import Campaign, Step
 from ..channels import channel_class
 from ..channels.base import Channel, SendResult
@@ -119,7 +119,16 @@ def send_batch(rt: Runtime, ids: Sequence[int], now: datetime | None = None) -> 
     book.finish(None)
     for run_id in by_run:
         _durably(rt, functools.partial(store.finish_run_if_done, rt.engine, run_id), f"finish run {run_id}")
+    _count(rt, report)
     return report
+
+
+def _count(rt: Runtime, report: BatchReport) -> None:
+    """The batch's outcomes into the shared counters (/metrics), with what the channel and the
+    limiter counted meanwhile: one Redis round trip per batch, never an error."""
+    if report.channel:
+        telemetry.TALLY.outcomes(report.channel, {name: getattr(report, name) for name in _OUTCOMES})
+    telemetry.flush(rt.redis)
 
 
 _OUTCOMES = ("sent", "retried", "failed", "skipped", "unknown", "deferred", "given_back", "held")
@@ -188,6 +197,7 @@ def _send_run_group(rt: Runtime, run_id: int, rows: list[AnyRow], book: _Book, e
         if permit.paused:
             reason = f"account {channel.limit_key} paused: {_pause_reason(rt, channel.limit_key)}"
         rest = sendable[permit.granted:]
+        telemetry.TALLY.wait(channel.limit_key, len(rest))
         book.give_back(rest, reason, now_utc() + timedelta(seconds=wait), deferred=True)
         book.report.retry_after = max(book.report.retry_after, wait)
         sendable = sendable[:permit.granted]

@@ -20,6 +20,7 @@ from ..content.links import LinkSigner, derive_key
 from ..delivery.ratelimit import RateLimiter
 from ..delivery.runtime import Runtime
 from ..settings import Settings
+from .admin.auth import Gate
 from .i18n import NAMES, I18n, Language
 from .security import Csrf
 
@@ -38,7 +39,9 @@ class Site:
     def build(cls, settings: Settings, *, engine: Engine | None = None, redis: redis_lib.Redis | None = None,
               limiter_prefix: str = "outreach:web") -> Site:
         settings.require_secret_key()  # fail at start, not at the first click
-        return cls(settings, Runtime(settings, engine=engine, redis=redis), I18n(), limiter_prefix)
+        site = cls(settings, Runtime(settings, engine=engine, redis=redis), I18n(), limiter_prefix)
+        site.gate  # noqa: B018 (a user without a password hash is an error at start too)
+        return site
 
     @property
     def engine(self) -> Engine:
@@ -52,6 +55,11 @@ class Site:
     @cached_property
     def csrf(self) -> Csrf:
         return Csrf(self.settings.require_secret_key(), self.settings.base_url)
+
+    @cached_property
+    def gate(self) -> Gate:
+        """The operator's sign-in (/admin, /metrics)."""
+        return Gate(self.settings)
 
     @cached_property
     def address_key(self) -> bytes:
