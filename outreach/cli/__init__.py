@@ -4,6 +4,7 @@
     subscribers.py  subscribers import/export, suppress, unsuppress
     runs.py         send, tick, status, resend-unknown
     services.py     db upgrade, worker, beat, web, demo
+    bounces.py      bounces ingest, bounces serve
 
 Commands are thin: each loads settings once (lazily, so `validate` can report a broken
 settings file as a problem) and calls plain functions. Every error a person can fix is
@@ -175,9 +176,9 @@ def cli(ctx: click.Context, root: Path, config: Path | None, database_url: str |
 
 
 def _register() -> None:
-    from . import campaigns, runs, services, subscribers
+    from . import bounces, campaigns, runs, services, subscribers
 
-    for module in (campaigns, subscribers, runs, services):
+    for module in (campaigns, subscribers, runs, services, bounces):
         for command in module.COMMANDS:
             cli.add_command(command)
 
