@@ -129,7 +129,8 @@ _REPLY = re.compile(r"\b([45]\d\d)\b")
 _UNKNOWN_USER = re.compile(
     r"user unknown|unknown user|no such user|does(?: not|n't) exist|invalid recipient|recipient not found|"
     r"mailbox (?:not found|unavailable)|unknown (?:mailbox|recipient)|no mailbox|address rejected|"
-    r"account (?:has been )?disabled|no longer (?:active|available)", re.I)
+    r"account (?:has been )?disabled|no longer (?:active|available)|(?:does not|doesn't) have an? [\w.-]+ account",
+    re.I)
 
 
 def bounce_kind(status: str | None, text: str | None) -> FeedbackKind:

@@ -2,11 +2,11 @@
 to it maps to exactly one delivery (and so one subscriber and one run) without reading the
 bounce's text.
 
-    bounces+<token>@<bounces.domain>        e.g. bounces+aeaqcaibaeaqcaibbi3jq@bounces.example.org
+    bounces+<token>@<bounces.domain>        e.g. bounces+agrpgh67umc6bri@bounces.example.org
     token = base32( delivery id (8 bytes, leading zeros dropped) | tag(8) ), lower case, no padding
     tag   = BLAKE2b-64(key derived from OUTREACH_SECRET_KEY, person "outreach verp")(id bytes)
 
-- Short: a few thousand deliveries make a 21-character local part, a billion 24; RFC 5321
+- Short: the first deliveries make a 23-character local part, a billion 28; RFC 5321
   allows 64.
 - Case-blind: some mail servers lower- or upper-case the local part of the address they bounce
   to; base32 reads the same either way.
@@ -29,7 +29,7 @@ from .links import derive_key
 _TAG = 8
 _MAX_ID = 8
 _PERSON = b"outreach verp"
-_TOKEN = re.compile(r"[a-z2-7]{16,40}")
+_TOKEN = re.compile(r"[a-z2-7]{15,27}")  # 9 to 16 bytes
 
 
 class Verp:

@@ -39,7 +39,7 @@ def test_a_yahoo_failure_notice_is_a_hard_bounce():
     report = parse(corpus.yahoo_failure_notice(SENDER, RCPT))
     assert report.type is ReportType.HEURISTIC
     (finding,) = report.findings
-    assert finding.address == RCPT and finding.code == "554"
+    assert (finding.kind, finding.address, finding.code) == (FeedbackKind.HARD_BOUNCE, RCPT, "554")
     assert "doesn't have a yahoo.com account" in (finding.text or "")
 
 
