@@ -58,12 +58,17 @@ class World:
     def engine(self) -> sa.Engine:
         return self.rt.engine
 
-    def send(self, step: str = "letter") -> int:
-        """Plan a run of `step` now and send it through the sink; return the run id."""
+    def plan(self, step: str = "letter") -> int:
+        """Plan a run of `step` due now; return its id."""
         campaign = self.rt.campaigns()["news"]
         now = now_utc()
         run_id = create_run_now(self.rt, campaign, campaign.step(step), now, due_at=now)
         assert run_id is not None
+        return run_id
+
+    def send(self, step: str = "letter", run_id: int | None = None) -> int:
+        """Send a run (planned now when not given) through the sink; return the run id."""
+        run_id = run_id or self.plan(step)
         send_batch(self.rt, self.delivery_ids(run_id))
         return run_id
 
