@@ -9,7 +9,6 @@ import logging
 
 from sqlalchemy.engine import Engine
 
-from ..models import RunStatus
 from ..settings import Settings
 from ..store import feedback, ledger
 
@@ -42,8 +41,4 @@ def check(engine: Engine, settings: Settings, run_id: int) -> str | None:
 
 
 def _pause(engine: Engine, run_id: int, why: str) -> bool:
-    pause_run = getattr(ledger, "pause_run", None)  # run control (issue 14a)
-    if pause_run is not None:
-        return bool(pause_run(engine, run_id, why))
-    return ledger.set_run_status(engine, run_id, RunStatus.PAUSED, note=why,
-                                 only_from=(RunStatus.PLANNING, RunStatus.PLANNED))
+    return ledger.pause_run(engine, run_id, why)

@@ -6,7 +6,7 @@ The value list is written out here, not imported from models.py: a migration des
 step of the schema's history and must not change when the code does.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
