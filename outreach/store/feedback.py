@@ -193,16 +193,16 @@ class Rates:
 
 def _counts(conn: sa.Connection, where: sa.ColumnElement[bool], group: sa.ColumnElement[object]
             ) -> dict[object, dict[str, int]]:
-    """Distinct deliveries per kind (a delivery bounced twice counts once); `smtp` counts
-    hard bounces refused during the SMTP transaction (they are `failed`, not `sent`)."""
-    stmt = (sa.select(group, _f.c.kind, _f.c.source == "smtp", sa.func.count(sa.distinct(_f.c.delivery_id)))
-            .where(where, _f.c.delivery_id.is_not(None)).group_by(group, _f.c.kind, _f.c.source == "smtp"))
+    """Distinct deliveries per kind (a delivery reported twice, say by a DSN and a webhook,
+    counts once); "smtp": hard bounces refused during the SMTP transaction (they are
+    `failed`, not `sent`, so they are added to what was sent)."""
     out: dict[object, dict[str, int]] = {}
-    for key, kind, at_once, n in conn.execute(stmt):
-        counts = out.setdefault(key, {})
-        counts[kind] = counts.get(kind, 0) + n
-        if at_once:
-            counts["smtp"] = counts.get("smtp", 0) + n
+    distinct = sa.func.count(sa.distinct(_f.c.delivery_id))
+    known = sa.and_(where, _f.c.delivery_id.is_not(None))
+    for key, kind, n in conn.execute(sa.select(group, _f.c.kind, distinct).where(known).group_by(group, _f.c.kind)):
+        out.setdefault(key, {})[kind] = n
+    for key, n in conn.execute(sa.select(group, distinct).where(known, _f.c.source == "smtp").group_by(group)):
+        out.setdefault(key, {})["smtp"] = n
     return out
 
 
