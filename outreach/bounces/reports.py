@@ -19,6 +19,7 @@ import email.errors
 import email.header
 import email.policy
 import hashlib
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,10 @@ from flufl.bounce import all_failures
 
 from ..errors import DataError
 from ..models import FeedbackKind
+
+# flufl.bounce logs every detector it runs, and a detector that trips over an odd message as
+# an ERROR before raising; that case is handled here (the message is no known shape).
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
 MAX_REPORT = 10 * 1024 * 1024  # bytes: a bounce quoting a large newsletter stays far below
 _TEXT = 500                    # characters of a provider's text kept per finding
@@ -161,13 +166,13 @@ def _dsn(msg: Message) -> Iterator[Finding]:
         return
     blocks = _status_blocks(part)
     for block in blocks[1:]:  # the first is the per-message block
-        action = (block.get("action") or "").strip().lower()
+        action = _clean(block.get("action") or "").lower()
         if action != "failed":
             continue  # delayed, delivered, relayed, expanded: not a failure (yet)
         address = _typed_address(block.get("original-recipient")) or _typed_address(block.get("final-recipient"))
         if not address:
             continue
-        status = (block.get("status") or "").strip()
+        status = _clean(block.get("status") or "")
         text = _clean(block.get("diagnostic-code") or "")
         text = re.sub(r"^\s*smtp\s*;\s*", "", text, flags=re.I)
         code = m.group(0) if (m := _ENHANCED.search(status) or _ENHANCED.search(text)) else status or None
@@ -214,7 +219,7 @@ def _arf(fields: Message | None, original: Message | None) -> Iterator[Finding]:
     if fields is not None:
         addresses = [a for v in fields.get_all("original-rcpt-to", []) if (a := _bare(v))]
     if not addresses and original is not None:
-        addresses = [a.lower() for _, a in getaddresses(original.get_all("to", [])) if "@" in a]
+        addresses = [a.lower() for _, a in getaddresses([_clean(v) for v in original.get_all("to", [])]) if "@" in a]
     agent = _clean((fields.get("user-agent") if fields else None) or "")
     for address in dict.fromkeys(addresses):
         yield Finding(FeedbackKind.COMPLAINT, address, feedback_type,
@@ -239,15 +244,15 @@ _FAILURE_SUBJECT = re.compile(
 
 def _auto_reply(msg: Message) -> str:
     """Why `msg` is an automatic reply (RFC 3834 and the de facto markers), or ""."""
-    auto = (msg.get("auto-submitted") or "").strip().lower()
+    auto = (_header(msg, "auto-submitted") or "").lower()
     subject = _header(msg, "subject") or ""
     if any(h in (k.lower() for k in msg.keys()) for h in _CHALLENGE_HEADERS) or _CHALLENGE.search(subject):
         return "a challenge-response (sender verification) request"
     if _AUTO_SUBJECT.search(subject):
         return "an out-of-office or automatic reply"
-    if msg.get("x-autoreply") or msg.get("x-autorespond") or msg.get("x-auto-response-suppress"):
+    if any(_header(msg, h) for h in ("x-autoreply", "x-autorespond", "x-auto-response-suppress")):
         return "an automatic reply (X-Autoreply, X-Autorespond or X-Auto-Response-Suppress)"
-    if (msg.get("precedence") or "").strip().lower() == "auto_reply":
+    if (_header(msg, "precedence") or "").lower() == "auto_reply":
         return "an automatic reply (Precedence: auto_reply)"
     if auto and auto != "no":
         return f"an automatic message (Auto-Submitted: {auto})"
@@ -370,8 +375,8 @@ def _header(msg: Message, name: str) -> str | None:
 
 def _date(msg: Message) -> datetime | None:
     try:
-        value = parsedate_to_datetime(msg.get("date") or "")
-    except (TypeError, ValueError, IndexError):
+        value = parsedate_to_datetime(_header(msg, "date") or "")
+    except (TypeError, ValueError, IndexError, AttributeError):
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
