@@ -70,34 +70,7 @@ def status_table(rt: Runtime, limit: int, echo: Callable[[str], None], console: 
                       str(total - done))
     # a log or a pipe gets the full table, not one squeezed into 80 columns
     (console or Console(width=None if sys.stdout.isatty() else 140)).print(table)
-    for line in held_runs(rows) + bounce_lines(rt, [r.id for r in rows]):
-        echo(line)
     not_scheduled(rt, echo)
-
-
-def held_runs(rows: Sequence[sa.Row[tuple[object, ...]]]) -> list[str]:
-    """Why each paused run was paused (by an operator, or by the bounce circuit breaker)."""
-    return [f"run {r.id} ({r.campaign}/{r.step}) is paused: {getattr(r, 'reason', None) or r.note or 'by an operator'}"
-            "; an operator resumes or cancels it" for r in rows if r.status == "paused"]
-
-
-def bounce_lines(rt: Runtime, run_ids: Sequence[int]) -> list[str]:
-    """Bounce and complaint rates of the runs shown (those that sent anything) and of each
-    sending account over the last 30 days, against the circuit breaker's thresholds."""
-    from datetime import timedelta
-
-    from ..delivery.scheduling import now_utc
-    from ..store.feedback import account_rates, run_rates
-
-    breaker = rt.settings.bounces.breaker
-    lines = [f"bounces and complaints (the breaker pauses a run at {breaker.hard_bounce_rate:.2%} hard bounces or "
-             f"{breaker.complaint_rate:.2%} complaints once it has sent {breaker.min_sent}):"]
-    for run_id, rates in run_rates(rt.engine, run_ids).items():
-        if rates.sent or rates.hard_bounces or rates.complaints or rates.soft_bounces:
-            lines.append(f"  run {run_id}: {rates}, soft bounces {rates.soft_bounces}")
-    for account, rates in account_rates(rt.engine, now_utc() - timedelta(days=30)).items():
-        lines.append(f"  account {account} (30 days): {rates}")
-    return lines if len(lines) > 1 else []
 
 
 def not_scheduled(rt: Runtime, echo: Callable[[str], None]) -> None:

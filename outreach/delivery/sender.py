@@ -38,7 +38,7 @@ from ..errors import (
     TemplateRenderError,
     TransientError,
 )
-from ..models import FeedbackKind
+from ..models import FeedbackKind, RunStatus
 from ..store import AnyRow, feedback
 from .planner import find_step
 from .runtime import Runtime
@@ -57,6 +57,12 @@ CAMPAIGN_HOLD = timedelta(minutes=5)  # the campaign no longer validates: look a
 # Outcomes owed to a database that refuses writes are written again for at most this long
 # (and never past half the lease: after it the tick settles the rows by itself).
 WRITE_PATIENCE = timedelta(minutes=2)
+# How often a batch being sent looks whether an operator paused or cancelled its run: the
+# longest a run goes on being handed to a provider after `outreach runs pause` (which waits
+# for the workers' claimed rows to settle before it returns). One indexed read per run per
+# interval, not per message.
+HOLD_CHECK_EVERY = 0.5
+HELD_RUNS = (RunStatus.PAUSED, RunStatus.CANCELLED)
 
 
 @dataclass
@@ -67,6 +73,7 @@ class BatchReport:
     skipped: int = 0
     unknown: int = 0
     deferred: int = 0      # throttled by our own limiter or a paused account: given back
+    held: int = 0          # its run was paused or cancelled: handed back unsent, held with the run
     given_back: int = 0    # given back unsent for another reason (an error before the hand-off)
     claimed: int = 0
     # The throttled rows and when the limiter frees permits: the task asks for them again then.
@@ -113,6 +120,10 @@ def send_batch(rt: Runtime, ids: Sequence[int], now: datetime | None = None) -> 
 
 def _send_run_group(rt: Runtime, run_id: int, rows: list[AnyRow], book: _Book) -> None:
     run = store.get_run(rt.engine, run_id)
+    looked = time.monotonic()
+    if run is not None and run.status in HELD_RUNS:  # paused or cancelled since it was queued
+        book.hold(rows, run.status)
+        return
     campaign = rt.campaign(run.campaign) if run else None  # a built-in one too (delivery/system.py)
     step = find_step(campaign, run.step) if run else None
     if campaign is None or step is None:
@@ -155,11 +166,28 @@ def _send_run_group(rt: Runtime, run_id: int, rows: list[AnyRow], book: _Book) -
         book.report.retry_after = max(book.report.retry_after, wait)
         sendable = sendable[:permit.granted]
 
-    _send_rows(rt, campaign, step, channel, sendable, recipients, book)
+    _send_rows(rt, campaign, step, channel, sendable, recipients, book, _HoldCheck(rt, run_id, looked))
+
+
+class _HoldCheck:
+    """Has an operator paused or cancelled the run since we last looked? Looked up at most
+    every HOLD_CHECK_EVERY seconds while a batch is fed to its channel."""
+
+    def __init__(self, rt: Runtime, run_id: int, looked: float) -> None:
+        self.rt, self.run_id, self.looked = rt, run_id, looked
+        self.status: str | None = None  # the run's status once found held
+
+    def held(self) -> bool:
+        if self.status is None and time.monotonic() - self.looked >= HOLD_CHECK_EVERY:
+            status = store.run_status(self.rt.engine, self.run_id)
+            self.looked = time.monotonic()
+            if status in HELD_RUNS:
+                self.status = status
+        return self.status is not None
 
 
 def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, rows: list[AnyRow],
-               recipients: dict[int, store.Loaded], book: _Book) -> None:
+               recipients: dict[int, store.Loaded], book: _Book, hold: _HoldCheck) -> None:
     """Compose and send `rows` in order through `channel.send_many`, recording each outcome.
 
     Payloads are composed lazily, as the channel asks for the next one, so with SMTP
@@ -173,6 +201,14 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, ro
     def payloads() -> Iterator[tuple[AnyRow, Any]]:
         for row in rows:
             if stop or book.broken is not None or rt.stopping.is_set():
+                return
+            try:
+                if hold.held():
+                    log.info("run %s was %s: handing nothing more of it to %s", hold.run_id, hold.status,
+                             channel.limit_key)
+                    return
+            except _DB_ERRORS as exc:
+                book.broken = exc
                 return
             try:
                 subscriber = recipients[row.subscriber_id].subscriber if row.subscriber_id in recipients else None
@@ -222,7 +258,9 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, ro
     for row, result in channel.send_many(payloads()):
         outcome(row, result)
     waiting = [row for row in rows if row.id in book.open and row.id not in book.handed]
-    if waiting and stop:  # never handed to the channel because an outcome stopped the feed
+    if waiting and hold.status is not None:  # an operator paused or cancelled the run meanwhile
+        book.hold(waiting, hold.status)
+    elif waiting and stop:  # never handed to the channel because an outcome stopped the feed
         why, until = stop[0]
         book.give_back(waiting, why, until)
     elif waiting and rt.stopping.is_set():  # any other worker may take them at once
@@ -310,6 +348,16 @@ class _Book:
             self.report.deferred_ids += ids
         else:
             self.report.given_back += len(ids)
+
+    def hold(self, rows: Sequence[AnyRow], status: str) -> None:
+        """Unsent because an operator paused or cancelled their run: held with the rest of it
+        (the claim's attempt handed back)."""
+        if not rows:
+            return
+        ids = [row.id for row in rows]
+        log.info("holding %d deliveries of run %s: the run is %s", len(ids), rows[0].run_id, status)
+        self._decide(rows, lambda: store.hold(self.engine, ids, self.rt.worker_id))
+        self.report.held += len(ids)
 
     # --- writing ----------------------------------------------------------------------
 

@@ -94,6 +94,8 @@ class Snapshot:
     # over RATES_SINCE (what mailbox providers judge a sender by)
     rates: dict[int, Rates] = field(default_factory=dict)
     account_rates: dict[str, Rates] = field(default_factory=dict)
+    # the circuit breaker's settings: min_sent, hard_bounce_rate, complaint_rate
+    breaker: dict[str, float] = field(default_factory=dict)
 
     def run(self, run_id: int) -> RunView | None:
         return next((r for r in self.runs if r.id == run_id), None)
@@ -161,7 +163,7 @@ def take(settings: Settings, engine: sa.Engine, redis: redis_lib.Redis, *, broke
     rates = run_rates(engine, [r.id for r in rows])
     per_account = account_rates(engine, now - RATES_SINCE)
     return Snapshot(now, runs, backlog, queues, unacked, workers, accounts, errors, last_tick, problems, rates,
-                    per_account)
+                    per_account, settings.bounces.breaker.model_dump())
 
 
 def _queues(broker: redis_lib.Redis, problems: list[str]) -> tuple[list[QueueDepth], int | None]:

@@ -40,9 +40,19 @@ def enqueue(channel: str, ids: list[int]) -> None:
 
 
 # celery has no type hints: its decorators are Any to mypy
+def _seen(rt: Runtime, queue: str) -> None:
+    """Leave this process's heartbeat (at most every few seconds): `outreach status` lists
+    the workers seen and when last."""
+    from ..observe.workers import heartbeat
+
+    heartbeat(rt.redis, rt.worker_id, [queue])
+
+
 @shared_task(name="outreach.tick", ignore_result=True)  # type: ignore[untyped-decorator]
 def tick() -> dict[str, Any]:
-    report = delivery.tick(runtime(), enqueue)
+    rt = runtime()
+    _seen(rt, "control")
+    report = delivery.tick(rt, enqueue)
     if report.created or report.queued:
         log.info("tick: %s runs created, %s skipped, queued %s", len(report.created), len(report.skipped),
                  report.queued)
@@ -57,6 +67,7 @@ RESCHEDULE_WITHIN = 60.0
 @shared_task(name="outreach.send_batch", ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
 def send_batch(ids: list[int]) -> dict[str, Any]:
     rt = runtime()
+    _seen(rt, (send_batch.request.delivery_info or {}).get("routing_key") or "?")
     with _stop_after_batch(rt):
         report = delivery.send_batch(rt, ids)
     if report.deferred_ids and report.retry_after <= RESCHEDULE_WITHIN:
