@@ -108,7 +108,10 @@ def apply(engine: Engine, settings: Settings, findings: Iterable[Finding], *, so
         outcome = Outcome(finding, address, entry.delivery_id, recorded, paused)
         # no address in the log: the delivery id leads an operator to it
         log.info("%s: %s for delivery %s (%s)", source, finding.kind.value, entry.delivery_id or "unknown",
-                 "new" if recorded.new else "already recorded")
+                 "new" if recorded.new else "already recorded",
+                 extra={"event": "feedback", "source": source, "kind": finding.kind.value,
+                        "delivery": entry.delivery_id, "run": recorded.run_id, "new": recorded.new,
+                        "code": finding.code})
         outcomes.append(outcome)
     return outcomes
 

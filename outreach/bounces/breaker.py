@@ -36,7 +36,8 @@ def check(engine: Engine, settings: Settings, run_id: int) -> str | None:
         return None
     if not _pause(engine, run_id, why):
         return None  # already paused, finished or cancelled
-    log.error("run %d paused: %s; check the list and the content, then resume or cancel it", run_id, why)
+    log.error("run %d paused: %s; check the list and the content, then resume or cancel it", run_id, why,
+              extra={"event": "breaker", "run": run_id, "outcome": "paused", "reason": why})
     return why
 
 

@@ -6,15 +6,16 @@ from __future__ import annotations
 import sys
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
-from ..observe import Snapshot
 from . import Context
+
+if TYPE_CHECKING:  # imported when the command runs: `outreach --help` stays quick
+    from rich.console import RenderableType
+
+    from ..observe import Snapshot
 
 COUNTED = ("sent", "retry", "failed", "skipped", "unknown", "cancelled", "paused")
 
@@ -32,6 +33,10 @@ def status(obj: Context, target: str | None, limit: int, watch: bool, interval: 
     """Runs and their progress, queues, workers, rate limits and the last errors.
 
     TARGET narrows it to one run (its number) or one campaign (its name)."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
     from ..observe import take
     from ..store import get_run
 
@@ -101,6 +106,10 @@ def _when(at: datetime | None) -> str:
 
 def render(snap: Snapshot, previous: Snapshot | None) -> RenderableType:
     """The snapshot as tables; with `previous`, each run's send rate and time left."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     rates = snap.sent_rates(previous) if previous is not None else {}
     parts: list[RenderableType] = [Text(f"outreach status at {_when(snap.taken_at)}", style="bold")]
     runs = Table(title="runs (open ones and the newest)", title_justify="left")
@@ -157,6 +166,10 @@ def render(snap: Snapshot, previous: Snapshot | None) -> RenderableType:
 def _bounces(snap: Snapshot) -> RenderableType:
     """Bounce and complaint rates per run (those that sent) and per account (30 days), with
     the thresholds at which the circuit breaker pauses a run."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     b = snap.breaker
     table = Table(title="bounces and complaints", title_justify="left")
     for col in ("of", "sent", "hard bounces", "soft bounces", "complaints"):

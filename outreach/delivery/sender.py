@@ -40,6 +40,7 @@ from ..errors import (
 )
 from ..models import FeedbackKind, RunStatus
 from ..store import AnyRow, feedback
+from ..store.overview import reason_of
 from .planner import find_step
 from .runtime import Runtime
 from .scheduling import now_utc
@@ -106,7 +107,14 @@ def send_batch(rt: Runtime, ids: Sequence[int], now: datetime | None = None) -> 
     try:
         for run_id, group in by_run.items():
             if book.broken is None and not rt.stopping.is_set():
-                _send_run_group(rt, run_id, group, book)
+                event = {"event": "batch", "run": run_id, "channel": group[0].channel, "account": group[0].account,
+                         "claimed": len(group)}
+                before = _outcomes(report)
+                started = time.monotonic()
+                try:
+                    _send_run_group(rt, run_id, group, book, event)
+                finally:
+                    _log_batch(event, before, report, started)
     except BaseException as exc:
         book.finish(exc)
         raise
@@ -118,9 +126,31 @@ def send_batch(rt: Runtime, ids: Sequence[int], now: datetime | None = None) -> 
     return report
 
 
-def _send_run_group(rt: Runtime, run_id: int, rows: list[AnyRow], book: _Book) -> None:
+_OUTCOMES = ("sent", "retried", "failed", "skipped", "unknown", "deferred", "given_back", "held")
+
+
+def _outcomes(report: BatchReport) -> tuple[int, ...]:
+    return tuple(getattr(report, name) for name in _OUTCOMES)
+
+
+def _log_batch(event: dict[str, Any], before: tuple[int, ...], report: BatchReport, started: float) -> None:
+    """One event per run's share of a batch: which run, channel and account, and how each of
+    its deliveries ended (see outreach/logs.py)."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    outcomes = {name: now - then for name, now, then in zip(_OUTCOMES, _outcomes(report), before, strict=True)
+                if now != then}
+    event["outcomes"] = outcomes
+    event["seconds"] = round(time.monotonic() - started, 3)
+    log.info("run %s: %s", event["run"], ", ".join(f"{n} {k}" for k, n in outcomes.items()) or "nothing claimed",
+             extra=event)
+
+
+def _send_run_group(rt: Runtime, run_id: int, rows: list[AnyRow], book: _Book, event: dict[str, Any]) -> None:
     run = store.get_run(rt.engine, run_id)
     looked = time.monotonic()
+    if run is not None:
+        event.update(campaign=run.campaign, step=run.step)
     if run is not None and run.status in HELD_RUNS:  # paused or cancelled since it was queued
         book.hold(rows, run.status)
         return
@@ -278,6 +308,13 @@ def backoff(rt: Runtime, attempts: int) -> timedelta:
 Write = Callable[[], object]
 
 
+def _log_delivery(row: AnyRow, outcome: str, error: str) -> None:
+    """A delivery that ended badly is an event of its own (its reason without the address)."""
+    log.warning("delivery %s %s: %s", row.id, outcome, reason_of(error),
+                extra={"event": "delivery", "delivery": row.id, "run": row.run_id, "channel": row.channel,
+                       "account": row.account, "outcome": outcome, "reason": reason_of(error)})
+
+
 class _Book:
     """The one outcome of each claimed row of a batch.
 
@@ -310,6 +347,7 @@ class _Book:
 
     def failed(self, row: AnyRow, error: str, *, bounced: bool = False, suppress: bool = False,
                progress: Write | None = None, code: str | None = None) -> None:
+        _log_delivery(row, "bounced" if bounced else "failed", error)
         def write() -> None:
             store.record_failed(self.engine, row.id, error, bounced=bounced)
             if suppress:
@@ -331,6 +369,7 @@ class _Book:
         self.report.skipped += 1
 
     def unknown(self, row: AnyRow, error: str, progress: Write | None = None) -> None:
+        _log_delivery(row, "unknown", error)
         self._decide([row], lambda: store.record_unknown(self.engine, row.id, error), progress)
         self.report.unknown += 1
 
@@ -340,7 +379,10 @@ class _Book:
         if not rows:
             return
         ids = [row.id for row in rows]
-        log.warning("giving back %d deliveries until %s: %s", len(ids), until.isoformat(), reason)
+        log.warning("giving back %d deliveries until %s: %s", len(ids), until.isoformat(), reason,
+                    extra={"event": "give_back", "run": rows[0].run_id, "channel": rows[0].channel,
+                           "account": rows[0].account, "deliveries": len(ids), "until": until.isoformat(),
+                           "reason": reason_of(reason)})
         self._decide(rows, lambda: store.give_back(self.engine, ids, until, reason, worker=self.rt.worker_id),
                      progress)
         if deferred:
@@ -355,7 +397,9 @@ class _Book:
         if not rows:
             return
         ids = [row.id for row in rows]
-        log.info("holding %d deliveries of run %s: the run is %s", len(ids), rows[0].run_id, status)
+        log.info("holding %d deliveries of run %s: the run is %s", len(ids), rows[0].run_id, status,
+                 extra={"event": "hold", "run": rows[0].run_id, "channel": rows[0].channel, "account": rows[0].account,
+                        "deliveries": len(ids), "run_status": status})
         self._decide(rows, lambda: store.hold(self.engine, ids, self.rt.worker_id))
         self.report.held += len(ids)
 
@@ -453,7 +497,8 @@ def _pause_account(rt: Runtime, step: Step, channel: Channel | None, exc: Except
             step.channel_class.account_for(rt.settings, step.account))
     except ConfigurationError:
         return until  # no account to pause: the step names none that exists
-    log.error("pausing account %s for every worker until %s: %s", key, until.isoformat(), exc)
+    log.error("pausing account %s for every worker until %s: %s", key, until.isoformat(), exc,
+              extra={"event": "account_paused", "account": key, "until": until.isoformat()})
     _advisory(lambda: rt.limiter.pause(key, until.timestamp(), str(exc)))
     return until
 

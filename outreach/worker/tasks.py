@@ -14,6 +14,7 @@ from celery.signals import worker_process_shutdown
 
 from .. import delivery
 from ..channels import channel_class
+from ..logs import bound
 
 if TYPE_CHECKING:
     from ..delivery.runtime import Runtime
@@ -55,7 +56,8 @@ def tick() -> dict[str, Any]:
     report = delivery.tick(rt, enqueue)
     if report.created or report.queued:
         log.info("tick: %s runs created, %s skipped, queued %s", len(report.created), len(report.skipped),
-                 report.queued)
+                 report.queued, extra={"event": "tick", "runs_created": report.created, "runs_skipped": report.skipped,
+                                       "queued": report.queued})
     return {"created": len(report.created), "queued": report.queued}
 
 
@@ -68,7 +70,7 @@ RESCHEDULE_WITHIN = 60.0
 def send_batch(ids: list[int]) -> dict[str, Any]:
     rt = runtime()
     _seen(rt, (send_batch.request.delivery_info or {}).get("routing_key") or "?")
-    with _stop_after_batch(rt):
+    with _stop_after_batch(rt), bound(batch=send_batch.request.id):
         report = delivery.send_batch(rt, ids)
     if report.deferred_ids and report.retry_after <= RESCHEDULE_WITHIN:
         # Ask again as soon as the limiter frees permits. Left to the tick, the rows wait for

@@ -4,6 +4,7 @@ before has been answered by then), a paused run sends nothing until resumed and 
 everything exactly once, and a cancelled run's remaining deliveries end cancelled."""
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -28,7 +29,8 @@ def slow_sink():
 def _start_run(project, engine, sink, x_api, procs, celery_app) -> tuple[int, list[str]]:
     project.configure(sink.port, x_api.base, dispatch="{batch_size: 10, lease: 30s}")
     emails = add_people(engine, PEOPLE)
-    procs.worker("email,social,control", 2, name="worker")
+    # at INFO: the worker's events are checked below
+    procs.outreach("worker", "-Q", "email,social,control", "-c", "2", "-l", "info", name="worker")
     procs.beat()
     wait_for_workers(celery_app, procs)
     result = procs.run("send", "alert", "--step", "mail", "--now", name="send")
@@ -74,6 +76,26 @@ def test_a_paused_run_sends_nothing_until_resumed(project, engine, slow_sink, x_
                detail=lambda: states(engine, run_id))
     assert slow_sink.per_recipient() == dict.fromkeys(emails, 1)
     wait_until(lambda: store.get_run(engine, run_id).status == "done", 5, "the run to be done")
+    # and the worker logged one JSON line per event: each batch with its run, channel, account
+    # and outcomes, adding up to what was sent
+    events = _events(procs.log("worker"))
+    batches = [e for e in events if e.get("event") == "batch" and e.get("run") == run_id]
+    assert batches and all(e["channel"] == "email" and e["account"] == project.account and e["batch"]
+                           and e["campaign"] == "alert" and e["level"] == "INFO" for e in batches)
+    assert sum(e["outcomes"].get("sent", 0) for e in batches) == PEOPLE
+    assert "test-secret" not in procs.log("worker")  # the link-signing key
+
+
+def _events(log: str) -> list[dict]:
+    """The worker's log events: every line Celery's logging writes is one JSON object (its
+    start-up banner, printed before logging is set up, is not an event)."""
+    events = []
+    for line in log.splitlines():
+        if line.startswith("{"):
+            events.append(json.loads(line))
+        else:
+            assert not line.startswith("[20"), f"a log line in Celery's own format: {line}"
+    return events
 
 
 def test_a_cancelled_runs_remaining_deliveries_end_cancelled(project, engine, slow_sink, x_api, procs, celery_app):
