@@ -16,7 +16,9 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 import click
 
@@ -30,7 +32,7 @@ def bounces() -> None:
     """Bounce reports and complaints: read them, act on them."""
 
 
-def _exit(code: int, message: str) -> None:
+def _exit(code: int, message: str) -> NoReturn:
     click.secho(f"error: {message}", fg="red", err=True)
     sys.exit(code)
 
@@ -60,7 +62,7 @@ def ingest(obj: Context, file: str, recipients: tuple[str, ...]) -> None:
     from ..errors import ConfigurationError, DataError, ServiceUnavailable
 
     try:
-        raw = sys.stdin.buffer.read() if file == "-" else open(file, "rb").read()
+        raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
     except OSError as exc:
         _exit(EX_NOINPUT, f"cannot read {file}: {exc.strerror or exc}")
     try:

@@ -167,6 +167,7 @@ def test_signature_version_2_and_a_complaint(hooks, engine, sns):
 
 
 def test_a_subscription_is_confirmed_after_its_signature_verifies(hooks, sns):
+    sns.requests.clear()  # the stand-in serves every test of the module
     confirm = {"Type": "SubscriptionConfirmation", "MessageId": "sub-1", "Token": "tok-123", "TopicArn": TOPIC,
                "Message": "You have chosen to subscribe", "Timestamp": _iso(datetime.now(UTC)),
                "SubscribeURL": f"{sns.base}/confirm?Action=ConfirmSubscription&Token=tok-123"}
