@@ -50,7 +50,8 @@ def status(obj: Context, target: str | None, limit: int, watch: bool, interval: 
     broker = obj.broker_redis()
 
     def look() -> Snapshot:
-        return take(rt.settings, rt.engine, rt.redis, broker=broker, run_id=run_id, campaign=campaign, limit=limit)
+        return take(rt.settings, rt.engine, rt.redis, broker=broker, limiter=rt.limiter, run_id=run_id,
+                    campaign=campaign, limit=limit)
 
     if as_json:
         while True:

@@ -138,11 +138,12 @@ def _json_value(value: object) -> object:
 
 
 def take(settings: Settings, engine: sa.Engine, redis: redis_lib.Redis, *, broker: redis_lib.Redis | None = None,
-         run_id: int | None = None, campaign: str | None = None, limit: int = 20,
-         now: datetime | None = None) -> Snapshot:
+         limiter: RateLimiter | None = None, run_id: int | None = None, campaign: str | None = None,
+         limit: int = 20, now: datetime | None = None) -> Snapshot:
     """Look at everything once. `broker`: the Redis of the Celery queues when it is not
-    `redis` (OUTREACH_BROKER_URL). `run_id` or `campaign` narrow the runs (and the errors)
-    shown; one run is always counted afresh."""
+    `redis` (OUTREACH_BROKER_URL); `limiter`: the workers' rate limiter when it is not the
+    default one on `redis`. `run_id` or `campaign` narrow the runs (and the errors) shown;
+    one run is always counted afresh."""
     now = now or datetime.now(UTC)
     problems: list[str] = []
     rows = overview.runs_to_show(engine, limit=limit, run_id=run_id, campaign=campaign)
@@ -159,7 +160,7 @@ def take(settings: Settings, engine: sa.Engine, redis: redis_lib.Redis, *, broke
     except redis_lib.RedisError as exc:
         workers = []
         problems.append(f"workers: Redis did not answer ({exc})")
-    accounts = _accounts(settings, RateLimiter(redis), problems)
+    accounts = _accounts(settings, limiter or RateLimiter(redis), problems)
     rates = run_rates(engine, [r.id for r in rows])
     per_account = account_rates(engine, now - RATES_SINCE)
     return Snapshot(now, runs, backlog, queues, unacked, workers, accounts, errors, last_tick, problems, rates,

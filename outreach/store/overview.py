@@ -137,7 +137,7 @@ class ErrorGroup:
 
 
 # What makes one message's error text differ from another's with the same cause.
-_ADDRESS = re.compile(r"<?[\w.+-]+@[\w-]+(\.[\w-]+)+>?")
+_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")
 _NUMBER = re.compile(r"(?<![\w.])\d{4,}(?![\w.])|\b[0-9a-f]{12,}\b", re.IGNORECASE)
 
 
