@@ -161,7 +161,7 @@ def take(settings: Settings, engine: sa.Engine, redis: redis_lib.Redis, *, broke
         workers = []
         problems.append(f"workers: Redis did not answer ({exc})")
     accounts = _accounts(settings, limiter or RateLimiter(redis), problems)
-    rates = run_rates(engine, [r.id for r in rows])
+    rates = run_rates(engine, [r.id for r in runs], sent={r.id: r.counts[DeliveryState.SENT] for r in runs})
     per_account = account_rates(engine, now - RATES_SINCE)
     return Snapshot(now, runs, backlog, queues, unacked, workers, accounts, errors, last_tick, problems, rates,
                     per_account, settings.bounces.breaker.model_dump())

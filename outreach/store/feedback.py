@@ -8,7 +8,7 @@ settings (`bounces.soft_limit`, `bounces.soft_window`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -206,16 +206,19 @@ def _counts(conn: sa.Connection, where: sa.ColumnElement[bool], group: sa.Column
     return out
 
 
-def run_rates(bind: Bind, run_ids: Iterable[int]) -> dict[int, Rates]:
+def run_rates(bind: Bind, run_ids: Iterable[int], sent: Mapping[int, int] | None = None) -> dict[int, Rates]:
+    """Per run; `sent`: what each run has sent when the caller counted it already (the
+    snapshot has), else it is counted here."""
     ids = sorted(set(run_ids))
     if not ids:
         return {}
 
     def go(conn: sa.Connection) -> dict[int, Rates]:
-        sent: dict[object, int] = dict(conn.execute(sa.select(_d.c.run_id, sa.func.count()).where(
-            _d.c.run_id.in_(ids), _d.c.state == DeliveryState.SENT).group_by(_d.c.run_id)).all())
+        counted: Mapping[int, int] = sent if sent is not None else dict(conn.execute(
+            sa.select(_d.c.run_id, sa.func.count()).where(_d.c.run_id.in_(ids), _d.c.state == DeliveryState.SENT)
+            .group_by(_d.c.run_id)).all())
         counts = _counts(conn, _f.c.run_id.in_(ids), _f.c.run_id)
-        return {i: _rates(sent.get(i, 0), counts.get(i, {})) for i in ids}
+        return {i: _rates(counted.get(i, 0), counts.get(i, {})) for i in ids}
     return _tx(bind, go)
 
 

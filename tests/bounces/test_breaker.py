@@ -76,3 +76,33 @@ def test_the_default_thresholds(tmp_path):
     assert "hard bounces reached 5.00%" in verdict(settings, Rates(sent=1000, hard_bounces=50))
     assert verdict(settings, Rates(sent=2000, complaints=1)) is None
     assert "complaints reached 0.10%" in verdict(settings, Rates(sent=2000, complaints=2))
+
+
+def test_a_run_far_below_the_thresholds_is_not_recounted_for_each_bounce(world, monkeypatch):
+    from outreach.bounces import breaker
+
+    monkeypatch.setattr(breaker, "_last", {})
+    people = [f"q{i}@example.org" for i in range(10)]
+    for address in people:
+        person(world.engine, address)
+    run = world.plan("letter")
+    send_batch(world.rt, world.delivery_ids(run)[:8])
+    paths = {a: world.received(a)[0][0] for a in people if world.received(a)}
+
+    def bounce(address):
+        ingest(world.engine, world.rt.settings, corpus.postfix_user_unknown(paths[address], address))
+
+    sent = list(paths)
+    # one hard bounce of 8: 12.5%, a quarter of the 50% threshold: counted once, then left alone
+    bounce(sent[0])
+    assert run in breaker._last
+    # so three more within RECHECK_AFTER are not counted (the price of not recounting a big run
+    # for every bounce), and the run goes on
+    for address in sent[1:4]:
+        bounce(address)
+    assert get_run(world.engine, run).status == "planned"
+    # once RECHECK_AFTER has passed, the next one counts again: 5 of 8 pauses it
+    monkeypatch.setattr(breaker, "RECHECK_AFTER", 0.0)
+    bounce(sent[4])
+    row = get_run(world.engine, run)
+    assert row.status == "paused" and "hard bounces reached 62.50%" in row.reason
