@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -244,6 +244,29 @@ def run_status(bind: Bind, run_id: int) -> str | None:
     return _tx(bind, lambda conn: conn.execute(stmt).scalar())
 
 
+STRAGGLERS_WITHIN = timedelta(days=1)
+
+
+def _hold_among(conn: sa.Connection, ids: list[int], now: datetime) -> None:
+    """Rows of `ids` waiting for a worker although their run is paused or cancelled (written
+    by a planner that finished after the pause, given back by a worker that was throttled
+    meanwhile): held with their run, so that the dispatcher stops queueing them."""
+    # Cancelled runs pile up over the years; stragglers come within minutes of the cancel.
+    held_runs = conn.execute(sa.select(_r.c.id).where(sa.or_(
+        _r.c.status == RunStatus.PAUSED,
+        sa.and_(_r.c.status == RunStatus.CANCELLED, _r.c.finished_at > now - STRAGGLERS_WITHIN)))).scalars().all()
+    if not held_runs:
+        return  # the usual case: one indexed look at `runs`, nothing else
+    status = sa.select(_r.c.status).where(_r.c.id == _d.c.run_id).scalar_subquery()
+    moved = conn.execute(
+        sa.update(_d).where(_id_in(conn, ids), _d.c.state.in_(WAITING_STATES), _d.c.run_id.in_(list(held_runs)))
+        .values(state=sa.case((status == RunStatus.PAUSED, DeliveryState.PAUSED), else_=DeliveryState.CANCELLED),
+                leased_until=None, updated_at=now)
+        .returning(_d.c.id, _d.c.run_id, _d.c.state)).all()
+    _events(conn, [(d, r) for d, r, state in moved if state == DeliveryState.CANCELLED], EventKind.CANCELLED,
+            "run cancelled", now)
+
+
 def _unheld() -> sa.ColumnElement[str]:
     """The state a held delivery goes back to: retry when it had been tried, else pending."""
     return sa.case((_d.c.attempts > 0, DeliveryState.RETRY), else_=DeliveryState.PENDING)
@@ -395,6 +418,7 @@ def mark_queued(bind: Bind, ids: Iterable[int], lease_until: datetime, *, now: d
 
     def go(conn: sa.Connection) -> list[int]:
         _settle_lost_sends(conn, id_list, now, resend_unknown)
+        _hold_among(conn, id_list, now)
         may_send = sa.or_(
             sa.and_(_d.c.state.in_((DeliveryState.PENDING, DeliveryState.RETRY)), _d.c.due_at <= now),
             sa.and_(_d.c.state == DeliveryState.QUEUED, _d.c.leased_until < now),

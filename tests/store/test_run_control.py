@@ -81,6 +81,17 @@ def test_a_claim_refuses_rows_of_a_held_run_however_they_came_to_wait(engine):
     # then nothing is claimed
     assert claimed == []
     assert get_delivery(engine, ids[0]).state == "pending"
+    # and the dispatcher, finding it due, holds it with its run instead of queueing it again
+    assert mark_queued(engine, ids, LATER + LEASE, now=LATER) == []
+    assert _states(engine, ids) == ["paused", "paused"]
+    # and in a cancelled run, it is cancelled (with its event)
+    assert resume_run(engine, run_id)
+    cancel_run(engine, run_id)
+    with engine.begin() as conn:
+        conn.execute(sa.update(deliveries).where(deliveries.c.id == ids[1]).values(state="retry"))
+    assert mark_queued(engine, ids, LATER + LEASE, now=LATER) == []
+    assert get_delivery(engine, ids[1]).state == "cancelled"
+    assert [e.kind for e in delivery_events_of(engine, ids[1])][-1] == "cancelled"
 
 
 def test_a_worker_hands_back_what_it_claimed_before_the_pause(engine):
