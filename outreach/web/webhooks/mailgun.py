@@ -14,7 +14,7 @@ from typing import Any
 from ...bounces.reports import Finding, bounce_kind
 from ...models import FeedbackKind
 from ...settings import Webhooks
-from .base import Accepted, Event, Refused, Webhook, address, epoch, fresh, load_json, message_id, obj, text
+from .base import Accepted, Event, Refused, Webhook, address, epoch, fresh, load_json, message_id, obj, text, when
 
 
 class Mailgun(Webhook):
@@ -70,5 +70,5 @@ def mailgun_event(data: dict[str, Any], now: datetime) -> Event | None:
         return None
     if not event_id:
         return None
-    return Event(event_id, (finding,), epoch(data.get("timestamp", now.timestamp())), msg_id,
+    return Event(event_id, (finding,), when(data.get("timestamp"), now), msg_id,
                  address(envelope.get("sender")))

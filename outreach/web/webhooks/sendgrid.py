@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from ...bounces.reports import Finding, bounce_kind
 from ...models import FeedbackKind
 from ...settings import Webhooks
-from .base import Accepted, Event, Refused, Webhook, address, epoch, fresh, load_json, message_id, text
+from .base import Accepted, Event, Refused, Webhook, address, epoch, fresh, load_json, message_id, text, when
 
 SIGNATURE = "x-twilio-email-event-webhook-signature"
 TIMESTAMP = "x-twilio-email-event-webhook-timestamp"
@@ -82,4 +82,4 @@ def sendgrid_event(raw: dict[str, Any], now: datetime) -> Event | None:
     event_id = text(raw.get("sg_event_id"), 200)
     if not event_id:
         return None  # nothing to make it idempotent with
-    return Event(event_id, (finding,), epoch(raw.get("timestamp", now.timestamp())), message_id(raw.get("smtp-id")))
+    return Event(event_id, (finding,), when(raw.get("timestamp"), now), message_id(raw.get("smtp-id")))
