@@ -23,8 +23,11 @@ def bounce_server(world):
     proc = subprocess.Popen([sys.executable, "-m", "outreach", "--root", str(world.project.root), "bounces", "serve",
                              "--port", str(port)], stderr=subprocess.PIPE, env={**_base_env(), **world.env})
     try:
-        line = proc.stderr.readline()
-        assert b"bounce server on 127.0.0.1:" in line, line + proc.stderr.read()
+        seen = b""
+        while b"bounce server on 127.0.0.1:" not in seen:  # warnings may come first
+            line = proc.stderr.readline()
+            assert line, seen  # it ended without listening
+            seen += line
         yield port
     finally:
         proc.terminate()
@@ -68,14 +71,15 @@ def test_the_bounce_server_is_no_relay_and_refuses_garbage(world, bounce_server)
         assert refused.value.recipients["ceo@example.org"][0] == 550
         mx.rset()
         # something that is no message: 554, nothing changed
-        code, _ = mx.mail("")
+        mx.mail("")
         mx.rcpt("bounces@bounces.example.org")
         code, reply = mx.data(b"\x00\x01\x02 not mail")
         assert code == 554 and b"binary" in reply
         mx.rset()
         # an out-of-office: taken and ignored
-        code, reply = mx.mail("") and mx.rcpt("bounces@bounces.example.org") and mx.data(
-            corpus.out_of_office("bounces@bounces.example.org", "ana@example.org"))
+        mx.mail("")
+        mx.rcpt("bounces@bounces.example.org")
+        code, reply = mx.data(corpus.out_of_office("bounces@bounces.example.org", "ana@example.org"))
         assert code == 250 and b"ignored" in reply
 
 
