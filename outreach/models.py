@@ -86,6 +86,20 @@ class EventKind(StrEnum):
     REQUEUED = "requeued"
 
 
+class FeedbackKind(StrEnum):
+    """What a bounce report, a complaint or a provider's event says about one address."""
+
+    HARD_BOUNCE = "hard_bounce"    # the address does not exist or refuses for good: suppressed at once
+    SOFT_BOUNCE = "soft_bounce"    # mailbox full, over quota, greylisted: suppressed after N in M days
+    COMPLAINT = "complaint"        # marked as spam (a feedback loop, ARF): unsubscribed and suppressed
+    UNSUBSCRIBE = "unsubscribe"    # unsubscribed through the provider (its link or list-unsubscribe)
+
+    @property
+    def event(self) -> str:
+        """The delivery event it is recorded as (EventKind's value)."""
+        return {FeedbackKind.COMPLAINT: "complained", FeedbackKind.UNSUBSCRIBE: "unsubscribed"}.get(self, "bounced")
+
+
 @dataclass(slots=True)
 class Subscriber:
     """One person on the list: what the CSV importer and the sign-up pages write, what the

@@ -260,6 +260,93 @@ class Web(Strict):
         return parse_duration(v) if isinstance(v, str) else v
 
 
+# --- bounces and complaints -----------------------------------------------------------------
+
+_DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+
+
+class Breaker(Strict):
+    """A run whose rates pass these, once it has sent `min_sent`, pauses itself."""
+
+    min_sent: int = Field(default=500, ge=1)
+    hard_bounce_rate: float = Field(default=0.05, gt=0, le=1)  # Gmail and Yahoo reject bulk senders well before
+    complaint_rate: float = Field(default=0.001, gt=0, le=1)   # they ask for under 0.1%, reject at 0.3%
+
+
+class Webhooks(Strict):
+    """Provider webhooks under /webhooks/PROVIDER of `outreach web`. A provider is served only
+    once it is configured: its secret (env), key or topics set."""
+
+    # Amazon SES through SNS: the topics whose messages are believed (ARNs), and the hosts
+    # SNS signing certificates and subscription URLs may come from (a full-match pattern).
+    ses_topics: list[str] = Field(default_factory=list)
+    sns_hosts: str = r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?"
+    sns_schemes: list[Literal["https", "http"]] = Field(default_factory=lambda: ["https"])  # type: ignore[arg-type]
+    # SendGrid's signed event webhook: its verification key (public, base64 as SendGrid shows it).
+    sendgrid_public_key: str | None = None
+    # Postmark: the user name of the basic auth in the webhook's URL; the password is
+    # OUTREACH_POSTMARK_WEBHOOK_PASSWORD.
+    postmark_username: str = "postmark"
+    postmark_password: str | None = Field(default=None, exclude=True, repr=False)
+    # Mailgun: OUTREACH_MAILGUN_WEBHOOK_KEY, the "HTTP webhook signing key".
+    mailgun_signing_key: str | None = Field(default=None, exclude=True, repr=False)
+    # Signed requests older (or further in the future) than this are refused as replays.
+    tolerance: timedelta = timedelta(minutes=10)
+
+    @field_validator("tolerance", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v) if isinstance(v, (str, int, float)) else v
+
+    @field_validator("sns_hosts")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"{v!r} is not a regular expression ({exc})") from None
+        return v
+
+
+class Bounces(Strict):
+    """Bounces and complaints: VERP envelope senders, the suppression rules, the breaker."""
+
+    # Envelope senders are local_part+TOKEN@domain (VERP): a bounce names its delivery.
+    # Unset: the account's own address is the envelope sender, and bounces are matched by
+    # Message-ID or address only. The domain's MX must reach `outreach bounces serve` (or an
+    # MTA piping to `outreach bounces ingest`).
+    domain: str | None = None
+    local_part: str = "bounces"
+    # Soft bounces (mailbox full, greylisted for days) suppress after this many in `soft_window`.
+    soft_limit: int = Field(default=3, ge=1)
+    soft_window: timedelta = timedelta(days=7)
+    breaker: Breaker = Breaker()
+    webhooks: Webhooks = Webhooks()
+
+    @field_validator("soft_window", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v) if isinstance(v, (str, int, float)) else v
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str | None) -> str | None:
+        if v is not None and not _DOMAIN.fullmatch(v.strip().lower()):
+            raise ValueError(f"{v!r} is not a domain name; write e.g. bounces.example.org")
+        return v.strip().lower() if v is not None else None
+
+    @field_validator("local_part")
+    @classmethod
+    def _local(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,30}", v):
+            raise ValueError(f"{v!r} is not a short local part; use lower-case letters, digits, . _ -, e.g. bounces")
+        return v
+
+    @property
+    def verp(self) -> bool:
+        return self.domain is not None
+
+
 # A topic's label: one text, or one per language ({en: Events, ko: 행사}).
 TopicLabel = str | dict[str, str]
 
@@ -295,6 +382,7 @@ class Settings(Strict):
     # labels; a campaign reaches only those who chose one by filtering on its tag.
     topics: dict[str, TopicLabel] = Field(default_factory=dict)
     web: Web = Web()
+    bounces: Bounces = Bounces()
     # Where a channel whose account cannot send for real (an X account without credentials)
     # records what it would send instead, per channel (SANDBOX/x/tweets.jsonl): the demo's
     # sandbox. Unset (the default), such an account is an error naming the variables to set.
@@ -531,6 +619,12 @@ def load_settings(root: Path | str = ".", config_file: Path | str | None = None,
             raise ValidationFailed([doc.problem((secret,), "secrets may not live in YAML",
                                                 f"set OUTREACH_{secret.upper()} in the environment or .env")])
 
+    hooks = data.get("bounces", {}).get("webhooks") if isinstance(data.get("bounces"), dict) else None
+    for key, var in _WEBHOOK_SECRETS.items():
+        if isinstance(hooks, dict) and key in hooks:
+            raise ValidationFailed([doc.problem(("bounces", "webhooks", key), "secrets may not live in YAML",
+                                                f"set {var} in the environment or .env")])
+
     env, where = _environment(root, environ)
     origins: dict[yamlfile.Loc, Origin] = {}
     for key in _ENV_KEYS:
@@ -576,7 +670,18 @@ def _blame(doc: yamlfile.Located, origins: dict[yamlfile.Loc, Origin], loc: yaml
     return doc.problem(loc, message, hint)
 
 
+_WEBHOOK_SECRETS = {"postmark_password": "OUTREACH_POSTMARK_WEBHOOK_PASSWORD",
+                    "mailgun_signing_key": "OUTREACH_MAILGUN_WEBHOOK_KEY"}
+
+
 def _inject_secrets(data: dict[str, Any], env: dict[str, str]) -> None:
+    hooks = (data.get("bounces") or {}).get("webhooks") if isinstance(data.get("bounces"), dict) else None
+    for key, var in _WEBHOOK_SECRETS.items():
+        if env.get(var):
+            if hooks is None and isinstance(data.setdefault("bounces", {}), dict):
+                hooks = data["bounces"].setdefault("webhooks", {})
+            if isinstance(hooks, dict):
+                hooks[key] = env[var]
     for section, secrets, tag in (("email", _SMTP_SECRETS, "SMTP"), ("x", _X_SECRETS, "X")):
         accounts = (data.get(section) or {}).get("accounts") or {}
         if not isinstance(accounts, dict):

@@ -60,6 +60,11 @@ for path in sorted((outbox / "email").glob("*.eml")):
             errors.append(f"{path.name}: missing {header}")
     if msg.defects:
         errors.append(f"{path.name}: MIME defects {msg.defects}")
+    # the sink keeps the envelope sender as a final server would: a VERP address of the bounce domain
+    return_path = str(msg["Return-Path"] or "").strip("<>")
+    if settings.bounces.domain and not re.fullmatch(
+            rf"{settings.bounces.local_part}\+[a-z2-7]{{15,27}}@{re.escape(settings.bounces.domain)}", return_path):
+        errors.append(f"{path.name}: Return-Path {return_path!r} is not a VERP address of {settings.bounces.domain}")
 
 if dict(found) != expected:
     errors.append(f"emails per step: expected {expected}, outbox has {dict(found)}")

@@ -54,6 +54,7 @@ class OutgoingEmail:
     list_unsubscribe_url: str | None = None      # HTTPS one-click URL, already signed by the caller
     list_unsubscribe_mailto: str | None = None   # "mailto:..." or a bare address
     message_id: str | None = None                # "<id@domain>"; the channel makes one when None
+    return_path: str | None = None               # the envelope sender (VERP); None: the account's address
     headers: Mapping[str, str] = field(default_factory=lambda: _NO_HEADERS, hash=False)  # e.g. X-Campaign
 
 
@@ -128,6 +129,12 @@ class Channel:
         """The payload of `step` for `subscriber` (None for a channel that is not
         per_recipient); `progress` is what an interrupted earlier attempt recorded."""
         raise NotImplementedError
+
+    @classmethod
+    def for_delivery(cls, composer: Composer, payload: Any, delivery_id: int) -> Any:
+        """The payload as sent for one ledger delivery: a channel whose replies come back to
+        an address of ours (email bounces) names the delivery in it. Default: unchanged."""
+        return payload
 
     @classmethod
     def broadcast_recipient(cls, account: Any) -> str:

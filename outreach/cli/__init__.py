@@ -6,6 +6,7 @@
     status.py       status (one snapshot of runs, queues, workers, limits, errors)
     services.py     db upgrade, worker, beat, web, demo
     admin.py        admin password, admin token (the dashboard's credentials)
+    bounces.py      bounces ingest, bounces serve
 
 Commands are thin: each loads settings once (lazily, so `validate` can report a broken
 settings file as a problem) and calls plain functions. Every error a person can fix is
@@ -185,9 +186,9 @@ def cli(ctx: click.Context, root: Path, config: Path | None, database_url: str |
 
 
 def _register() -> None:
-    from . import admin, campaigns, runs, services, status, subscribers
+    from . import admin, bounces, campaigns, runs, services, status, subscribers
 
-    for module in (campaigns, subscribers, runs, status, services, admin):
+    for module in (campaigns, subscribers, runs, status, services, admin, bounces):
         for command in module.COMMANDS:
             cli.add_command(command)
 

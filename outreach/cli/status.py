@@ -131,6 +131,7 @@ def render(snap: Snapshot, previous: Snapshot | None) -> RenderableType:
     for run in snap.runs:
         if run.reason and run.status in ("paused", "cancelled"):
             parts.append(Text(f"run {run.id} {run.status}: {run.reason}"))
+    parts.append(_bounces(snap))
     lag = snap.scheduler_lag()
     backlog = ", ".join(f"{b.channel}: " + " ".join(f"{s} {n}" for s, n in sorted(b.states.items()) if n)
                         for b in snap.backlog if any(b.states.values())) or "nothing waiting"
@@ -162,6 +163,26 @@ def render(snap: Snapshot, previous: Snapshot | None) -> RenderableType:
         parts.append(Text(f"could not look: {problem}", style="yellow"))
     return Group(*parts)
 
+
+def _bounces(snap: Snapshot) -> RenderableType:
+    """Bounce and complaint rates per run (those that sent) and per account (30 days), with
+    the thresholds at which the circuit breaker pauses a run."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    b = snap.breaker
+    table = Table(title="bounces and complaints", title_justify="left")
+    for col in ("of", "sent", "hard bounces", "soft bounces", "complaints"):
+        table.add_column(col, justify="left" if col == "of" else "right")
+    rows = [(f"run {run_id}", r) for run_id, r in snap.rates.items() if r.sent or r.hard_bounces or r.complaints
+            or r.soft_bounces] + [(f"account {name} (30 days)", r) for name, r in snap.account_rates.items()]
+    for label, r in rows:
+        table.add_row(label, str(r.sent), f"{r.hard_bounces} ({r.hard_bounce_rate:.2%})", str(r.soft_bounces),
+                      f"{r.complaints} ({r.complaint_rate:.2%})")
+    breaker = Text(f"circuit breaker: a run pauses at {b['hard_bounce_rate']:.2%} hard bounces or "
+                   f"{b['complaint_rate']:.2%} complaints once it has sent {b['min_sent']:.0f}") if b else Text("")
+    return Group(table if rows else Text("bounces and complaints: none recorded"), breaker)
 
 
 COMMANDS = (status,)

@@ -1,4 +1,4 @@
-"""Commands about subscribers: `subscribers import/export`, `suppress`, `unsuppress`.
+"""Commands about subscribers: `subscribers import/export/show`, `suppress`, `unsuppress`.
 
 `subscribers import` prints each skipped row as `FILE:LINE: reason` on stderr and still exits
 0 when at least one row was imported (or the file had no data rows); it exits 1 when the file
@@ -78,6 +78,45 @@ def export(obj: Context, file: str) -> None:
             with out:
                 count = export_csv(engine, out)
     click.echo(f"exported {count} subscribers", err=True)
+
+
+@subscribers.command("show")
+@click.argument("address")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000),
+              help="How many bounces, complaints and events to list.")
+@click.pass_obj
+def show(obj: Context, address: str, limit: int) -> None:
+    """One subscriber: status, suppression, and the bounces and complaints recorded for the
+    address (with the provider's code and text), newest first."""
+    from ..store.feedback import feedback_of
+    from ..store.subscribers import get_subscriber
+    from ..store.suppressions import get_suppression, suppression_key
+
+    with obj.engine() as engine:
+        person = get_subscriber(engine, address)
+        suppression = get_suppression(engine, address)
+        rows = feedback_of(engine, suppression_key(address), limit)
+    if person is None and suppression is None and not rows:
+        raise click.ClickException(f"{address} is not a subscriber and nothing was recorded about it")
+    if person is not None:
+        click.echo(f"{person.email}: {person.status}" + (f" ({person.name})" if person.name else ""))
+        if person.consent_source or person.consent_at:
+            click.echo(f"  consent: {person.consent_source or '-'} {person.consent_at or ''}".rstrip())
+        if person.tags:
+            click.echo(f"  tags: {', '.join(person.tags)}")
+    else:
+        click.echo(f"{address}: not a subscriber")
+    if suppression is not None:
+        click.echo(f"  suppressed since {suppression.created_at:%Y-%m-%d %H:%M} UTC: {suppression.reason}"
+                   + (f" ({suppression.source})" if suppression.source else ""))
+    else:
+        click.echo("  not suppressed")
+    if rows:
+        click.echo("  bounces and complaints:")
+    for row in rows:
+        where = f" run {row.run_id} delivery {row.delivery_id}" if row.delivery_id else ""
+        words = " ".join(p for p in (row.code, row.text) if p)
+        click.echo(f"    {row.at:%Y-%m-%d %H:%M} {row.kind.replace('_', ' ')} via {row.source}{where}: {words}")
 
 
 @click.command("suppress")

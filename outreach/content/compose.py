@@ -18,6 +18,7 @@ from ..settings import Settings
 from .links import LINK_FIELDS, Links, LinkSigner
 from .render_cache import Plan, RenderCache, plan_for
 from .templating import Renderer
+from .verp import Verp
 
 
 class Composer:
@@ -40,6 +41,19 @@ class Composer:
 
     def links(self, subscriber: Subscriber, campaign: Any, step: Any, mailto: str | None = None) -> Links:
         return self.signer.links(subscriber.link_id, campaign.name, step.id, mailto, confirm=step.confirms)
+
+    @cached_property
+    def verp(self) -> Verp | None:
+        """The envelope senders of bounces.domain (None: VERP is off)."""
+        bounces = self.settings.bounces
+        if bounces.domain is None:
+            return None
+        key, previous = self.settings.link_keys()
+        return Verp(key, bounces.domain, bounces.local_part, previous)
+
+    def return_path(self, delivery_id: int | None) -> str | None:
+        """The envelope sender of one delivery (VERP), or None to use the account's address."""
+        return self.verp.address(delivery_id) if self.verp is not None and delivery_id else None
 
     def for_templates(self, subscriber: Subscriber) -> Subscriber:
         """Declared custom attributes are always present (None when unknown), so a template

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from .. import store, telemetry
 from ..authoring.campaigns import Campaign, Step
+from ..bounces import breaker
 from ..channels import channel_class
 from ..channels.base import Channel, SendResult
 from ..errors import (
@@ -37,8 +38,8 @@ from ..errors import (
     TemplateRenderError,
     TransientError,
 )
-from ..models import RunStatus
-from ..store import AnyRow
+from ..models import FeedbackKind, RunStatus
+from ..store import AnyRow, feedback
 from ..store.overview import reason_of
 from .planner import find_step
 from .runtime import Runtime
@@ -80,6 +81,7 @@ class BatchReport:
     deferred_ids: list[int] = field(default_factory=list)
     retry_after: float = 0.0
     channel: str = ""  # the channel of the rows (a batch holds one channel's deliveries)
+    bounced_runs: set[int] = field(default_factory=set)  # runs with hard bounces: the breaker looks
 
 
 def send_batch(rt: Runtime, ids: Sequence[int], now: datetime | None = None) -> BatchReport:
@@ -120,6 +122,8 @@ def send_batch(rt: Runtime, ids: Sequence[int], now: datetime | None = None) -> 
     for run_id in by_run:
         _durably(rt, functools.partial(store.finish_run_if_done, rt.engine, run_id), f"finish run {run_id}")
     _count(rt, report)
+    for run_id in sorted(report.bounced_runs):
+        _durably(rt, functools.partial(breaker.check, rt.engine, rt.settings, run_id), f"check run {run_id}")
     return report
 
 
@@ -249,6 +253,7 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, ro
             try:
                 subscriber = recipients[row.subscriber_id].subscriber if row.subscriber_id in recipients else None
                 payload = kind.compose(rt.composer, campaign, step, subscriber, row.progress)
+                payload = kind.for_delivery(rt.composer, payload, row.id)
             except (DeliveryError, TemplateRenderError) as exc:
                 outcome(row, exc)
                 continue
@@ -269,7 +274,8 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, ro
             book.give_back([row], why, until, progress=progress)
             stop.append((why, until))
         elif isinstance(result, RecipientRejected):
-            book.failed(row, str(result), bounced=result.hard_bounce, suppress=result.hard_bounce)
+            book.failed(row, str(result), bounced=result.hard_bounce, suppress=result.hard_bounce,
+                        code=str(result.context.get("smtp_code") or "") or None)
         elif isinstance(result, (PermanentError, TemplateRenderError)):
             book.failed(row, str(result), progress=progress)
         elif isinstance(result, ChannelConfigurationError):
@@ -350,14 +356,23 @@ class _Book:
         self.report.retried += 1
 
     def failed(self, row: AnyRow, error: str, *, bounced: bool = False, suppress: bool = False,
-               progress: Write | None = None) -> None:
+               progress: Write | None = None, code: str | None = None) -> None:
         _log_delivery(row, "bounced" if bounced else "failed", error)
         def write() -> None:
             store.record_failed(self.engine, row.id, error, bounced=bounced)
             if suppress:
-                store.suppress(self.engine, row.recipient, "hard bounce", source=error[:200])
+                # a hard bounce at once: suppressed, the subscriber `bounced`, and counted in
+                # the run's bounce rate like one that comes back later as a report
+                bounces = self.rt.settings.bounces
+                feedback.record(self.engine, feedback.Entry(
+                    key=feedback.event_key("smtp", str(row.id), row.recipient), source="smtp",
+                    kind=FeedbackKind.HARD_BOUNCE, address=row.recipient.lower(), code=code, text=error[:500],
+                    at=now_utc(), delivery_id=row.id, event=False),
+                    soft_limit=bounces.soft_limit, soft_window=bounces.soft_window)
         self._decide([row], write, progress)
         self.report.failed += 1
+        if suppress:
+            self.report.bounced_runs.add(row.run_id)
 
     def skipped(self, row: AnyRow, reason: str) -> None:
         self._decide([row], lambda: store.record_skipped(self.engine, row.id, reason))

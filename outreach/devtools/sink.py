@@ -1,8 +1,9 @@
 """A local SMTP sink for the demo and staging: accepts every message on loopback and keeps it.
 
 Each accepted message is saved once per envelope recipient as an `.eml` file under the outbox,
-named `<UTC timestamp>-<counter>-<recipient>.eml`, holding the DATA bytes exactly as the
-client sent them (after SMTP dot-unstuffing; CRLF line endings are kept). Files are written to
+named `<UTC timestamp>-<counter>-<recipient>.eml`: a `Return-Path:` line holding the envelope
+sender (MAIL FROM), as a final mail server adds it, then the DATA bytes exactly as the client
+sent them (after SMTP dot-unstuffing; CRLF line endings are kept). Files are written to
 a hidden temporary name and renamed, so a reader never sees half a message. Nothing is
 relayed anywhere.
 
@@ -30,6 +31,7 @@ LOOPBACK = "127.0.0.1"
 # Generous: a newsletter with inline images stays far below this; a runaway client does not.
 DATA_SIZE_LIMIT = 64 * 1024 * 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]+")
+_UNSAFE_HEADER = re.compile(r"[\x00-\x20<>\x7f]")  # a header line cannot be split or broken by it
 
 
 def _safe_name(recipient: str) -> str:
@@ -49,6 +51,9 @@ class _Handler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         data: bytes = envelope.original_content or b""
+        # what a final mail server records (RFC 5321 4.4): the envelope sender, where bounces go
+        sender = _UNSAFE_HEADER.sub("", envelope.mail_from or "")
+        data = f"Return-Path: <{sender}>\r\n".encode("utf-8", "replace") + data
         for recipient in envelope.rcpt_tos:
             self._save(recipient, data)
         return "250 Message accepted for delivery"

@@ -27,10 +27,12 @@ from ..errors import TransientError
 from ..models import FINAL_STATES, DeliveryState
 from ..settings import Settings
 from ..store import overview, scheduler_state
+from ..store.feedback import Rates, account_rates, run_rates
 from ..store.overview import Backlog, ErrorGroup
 from .workers import WorkerSeen, workers_seen
 
 ERRORS_SINCE = timedelta(hours=24)
+RATES_SINCE = timedelta(days=30)
 # kombu's Redis transport keeps a queue's messages of priority p under "<queue>\x06\x16<p>"
 # (p in its default steps; the bare name holds the default priority)
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
@@ -88,6 +90,12 @@ class Snapshot:
     errors: list[ErrorGroup]
     last_tick: datetime | None      # up to when the beat has created runs
     problems: list[str] = field(default_factory=list)  # what could not be read, and why
+    # bounces and complaints against what was sent: per run shown, and per sending account
+    # over RATES_SINCE (what mailbox providers judge a sender by)
+    rates: dict[int, Rates] = field(default_factory=dict)
+    account_rates: dict[str, Rates] = field(default_factory=dict)
+    # the circuit breaker's settings: min_sent, hard_bounce_rate, complaint_rate
+    breaker: dict[str, float] = field(default_factory=dict)
 
     def run(self, run_id: int) -> RunView | None:
         return next((r for r in self.runs if r.id == run_id), None)
@@ -111,6 +119,10 @@ class Snapshot:
         for view, run in zip(data["runs"], self.runs, strict=True):
             view["total"], view["remaining"] = run.total, run.remaining
         data["scheduler_lag"] = self.scheduler_lag()
+        for key, rates in [*(("rates", r) for r in self.rates.items()),
+                           *(("account_rates", a) for a in self.account_rates.items())]:
+            data[key][rates[0]].update(hard_bounce_rate=rates[1].hard_bounce_rate,
+                                       complaint_rate=rates[1].complaint_rate)
         return data
 
     def to_json(self) -> str:
@@ -149,7 +161,10 @@ def take(settings: Settings, engine: sa.Engine, redis: redis_lib.Redis, *, broke
         workers = []
         problems.append(f"workers: Redis did not answer ({exc})")
     accounts = _accounts(settings, limiter or RateLimiter(redis), problems)
-    return Snapshot(now, runs, backlog, queues, unacked, workers, accounts, errors, last_tick, problems)
+    rates = run_rates(engine, [r.id for r in runs], sent={r.id: r.counts[DeliveryState.SENT] for r in runs})
+    per_account = account_rates(engine, now - RATES_SINCE)
+    return Snapshot(now, runs, backlog, queues, unacked, workers, accounts, errors, last_tick, problems, rates,
+                    per_account, settings.bounces.breaker.model_dump())
 
 
 def _queues(broker: redis_lib.Redis, problems: list[str]) -> tuple[list[QueueDepth], int | None]:

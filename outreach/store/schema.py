@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from ..models import DeliveryState, EventKind, RunStatus, SubscriberStatus
+from ..models import DeliveryState, EventKind, FeedbackKind, RunStatus, SubscriberStatus
 
 # Ids: BIGINT on PostgreSQL (deliveries grow by audience x runs), INTEGER on SQLite where only
 # INTEGER PRIMARY KEY is the auto-incrementing rowid.
@@ -200,6 +200,7 @@ deliveries = sa.Table(
              sqlite_where=sa.text("state IN ('queued', 'sending')")),
     sa.Index(None, "run_id", "state"),        # progress counts per run
     sa.Index(None, "subscriber_id"),
+    sa.Index(None, "provider_id"),            # a provider's bounce or complaint names the Message-ID
 )
 
 delivery_events = sa.Table(
@@ -225,4 +226,31 @@ scheduler_state = sa.Table(
     # One row per cursor (e.g. "tick": occurrences up to `value` have runs).
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("value", UTCDateTime(), nullable=False),
+)
+
+feedback = sa.Table(
+    "feedback", metadata,
+    # What a bounce report, a feedback loop or a provider's webhook said about one address: one
+    # row per (report, address), whatever way it arrived and however often it was retried.
+    sa.Column("id", BigId, primary_key=True),
+    # Idempotency: the provider's event id, or the report's Message-ID (else a hash of it),
+    # with the address; the same event twice is recorded once.
+    sa.Column("key", sa.String(300), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),     # dsn, arf, smtp, ses, postmark, sendgrid, mailgun
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("address", sa.String(320), nullable=False),   # lower-cased, as suppressions keep it
+    # The delivery it answers (VERP, Message-ID, else the latest to that address), when known;
+    # no foreign keys, as on deliveries (a run's rows may be pruned, the report stays).
+    sa.Column("delivery_id", BigId),
+    sa.Column("run_id", BigId),
+    sa.Column("account", sa.String(100)),
+    sa.Column("code", sa.String(32)),                       # e.g. 5.1.1, 550, HardBounce, abuse
+    sa.Column("text", sa.Text),                             # the provider's words
+    sa.Column("at", UTCDateTime(), nullable=False),         # when the provider saw it
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("key"),
+    sa.CheckConstraint(_in("kind", FeedbackKind), name="kind"),
+    sa.Index(None, "address", "kind", "at"),   # soft bounces of an address in the window; per subscriber
+    sa.Index(None, "run_id", "kind"),          # rates per run
+    sa.Index(None, "account", "kind", "at"),   # rates per account
 )

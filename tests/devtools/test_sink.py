@@ -23,9 +23,12 @@ def message(subject: str, to: str = "ada@example.org") -> bytes:
             "caf\u00e9 \u4eba\u6b0a\r\n").encode()
 
 
-def send(sink: SmtpSink, recipients: list[str], data: bytes) -> dict:
+RETURN_PATH = f"Return-Path: <{SENDER}>\r\n".encode()
+
+
+def send(sink: SmtpSink, recipients: list[str], data: bytes, sender: str = SENDER) -> dict:
     with smtplib.SMTP(sink.host, sink.port, timeout=5) as client:
-        return client.sendmail(SENDER, recipients, data)
+        return client.sendmail(sender, recipients, data)
 
 
 @pytest.fixture
@@ -39,11 +42,12 @@ def test_one_recipient_gives_one_file_with_the_exact_bytes(sink):
     data = message("one")
     # when it is sent over SMTP
     refused = send(sink, ["ada@example.org"], data)
-    # then one .eml holds exactly the bytes sent (dot-stuffing undone, CRLF kept)
+    # then one .eml holds the envelope sender as Return-Path, then exactly the bytes sent
+    # (dot-stuffing undone, CRLF kept)
     assert refused == {}
     files = sink.files()
     assert len(files) == 1 and sink.count() == 1
-    assert files[0].read_bytes() == data
+    assert files[0].read_bytes() == RETURN_PATH + data
     assert files[0].name.endswith("-ada@example.org.eml")
     assert sink.host == "127.0.0.1" and sink.port > 0
 
@@ -58,7 +62,7 @@ def test_one_file_per_recipient(sink):
     files = sink.files()
     assert sink.count() == 3
     assert sorted(f.name.rsplit("-", 1)[1] for f in files) == [f"{r}.eml" for r in recipients]
-    assert all(f.read_bytes() == data for f in files)
+    assert all(f.read_bytes() == RETURN_PATH + data for f in files)
 
 
 def test_three_messages_give_three_files_and_no_temporary_files(sink):
@@ -68,8 +72,18 @@ def test_three_messages_give_three_files_and_no_temporary_files(sink):
         send(sink, ["ada@example.org"], data)
     # then there are three files, in the order received, and nothing half-written is left
     files = sink.files()
-    assert [f.read_bytes() for f in files] == sent
+    assert [f.read_bytes() for f in files] == [RETURN_PATH + d for d in sent]
     assert sorted(p.name for p in sink.outbox.iterdir()) == sorted(f.name for f in files)
+
+
+def test_the_envelope_sender_is_the_return_path_of_each_saved_message(sink):
+    # given a VERP envelope sender, and a bounce (null sender, MAIL FROM:<>)
+    send(sink, ["ada@example.org"], message("verp"), sender="bounces+abc234@bounces.example.org")
+    send(sink, ["bob@example.org"], message("bounce"), sender="")
+    # then each file starts with the Return-Path a final mail server would write
+    first, second = (f.read_bytes() for f in sink.files())
+    assert first.startswith(b"Return-Path: <bounces+abc234@bounces.example.org>\r\nFrom: ")
+    assert second.startswith(b"Return-Path: <>\r\nFrom: ")
 
 
 def test_recipient_cannot_escape_the_outbox(sink):

@@ -100,6 +100,11 @@ class SmtpChannel(Channel):
             headers={"X-Outreach-Campaign": f"{campaign.name}/{step.id}"},
         )
 
+    @classmethod
+    def for_delivery(cls, composer: Composer, payload: OutgoingEmail, delivery_id: int) -> OutgoingEmail:
+        return_path = composer.return_path(delivery_id)
+        return replace(payload, return_path=return_path) if return_path else payload
+
     # --- hooks ------------------------------------------------------------------------
 
     def build(self, email: OutgoingEmail) -> BuiltEmail:
@@ -109,7 +114,8 @@ class SmtpChannel(Channel):
         data = build_email(email, self.account.from_, self.account.reply_to, self.domain)
         if self.account.dkim is not None:
             data = sign_dkim(data, self.account.dkim)
-        return BuiltEmail(message_id, check_address(email.to_addr), data)
+        envelope_from = check_address(email.return_path) if email.return_path else None
+        return BuiltEmail(message_id, check_address(email.to_addr), data, envelope_from)
 
     def transmit(self, built: BuiltEmail) -> Refused:
         """Return smtplib's dict of refused recipients (empty: accepted). One message is a

@@ -28,6 +28,7 @@ class BuiltEmail:
     message_id: str
     to_addr: str
     data: bytes
+    envelope_from: str | None = None  # MAIL FROM (VERP); None: the account's address
 
 
 def data_bytes(msg: bytes) -> bytes:
@@ -123,7 +124,8 @@ class SmtpConnection:
             reused = conn.sends > 0
             conn.data_started = False
             try:
-                refused: Refused = conn.sendmail(self.server.envelope_from, [built.to_addr], built.data)
+                refused: Refused = conn.sendmail(built.envelope_from or self.server.envelope_from, [built.to_addr],
+                                                     built.data)
             except smtplib.SMTPRecipientsRefused as exc:
                 refused = exc.recipients
             except smtplib.SMTPServerDisconnected as exc:

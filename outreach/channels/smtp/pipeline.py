@@ -127,7 +127,8 @@ class _Session:
                     self.owed.append(("ack", None))
                 self.cleanup.clear()
                 if item is not None:
-                    parts.append(f"MAIL FROM:<{self.server.envelope_from}>\r\nRCPT TO:<{item[1].to_addr}>\r\n"
+                    sender = item[1].envelope_from or self.server.envelope_from
+                    parts.append(f"MAIL FROM:<{sender}>\r\nRCPT TO:<{item[1].to_addr}>\r\n"
                                  "DATA\r\n".encode("ascii"))
                     self.owed.append(("env", item))
                     item = None
