@@ -132,11 +132,12 @@ class Target:
 
     @property
     def view(self) -> MappingProxyType[str, Any]:
-        return MappingProxyType({k: getattr(self, k) for k in TARGET_FIELDS if k not in ("matched", "advice")})
+        return MappingProxyType({k: getattr(self, k) for k in TARGET_FIELDS
+                                 if k not in ("matched", "advice", "search_phrase")})
 
 
 TARGET_FIELDS = ("key", "label", "city", "country", "country_name", "serves", "email", "x", "phone", "web_form",
-                 "salutation", "latitude", "longitude", "matched", "advice")
+                 "salutation", "latitude", "longitude", "matched", "advice", "search_phrase")
 
 
 @dataclass(frozen=True)

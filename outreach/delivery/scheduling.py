@@ -76,6 +76,11 @@ def occurrences(campaign: Campaign, step: Step, start: datetime, end: datetime) 
     reaches the wall-clock time, so every recipient's delivery exists before it is due.
     """
     anchor, delay = root_step(campaign, step)
+    before = anchor.schedule.before_event
+    if before is not None:
+        # one occurrence per stop of the campaign's events: that stop's start, less `before`
+        stops = campaign.placed_events.stops if campaign.placed_events is not None else ()
+        return sorted({s.start - before + delay for s in stops if start < s.start - before + delay <= end})
     zone = anchor.schedule.zone
     assert zone is not None
     lead = EARLIEST_OFFSET if step.schedule.local_time else timedelta(0)
