@@ -422,9 +422,10 @@ def _load_advocacy(settings: Settings, campaign: Campaign, doc: yamlfile.Located
         aud = step.audience
         for key, ref in (("acted", aud.acted if aud else None), ("not_acted", aud.not_acted if aud else None)):
             if ref is not None and (ref.campaign in (None, campaign.name)) and ref.action not in campaign.actions:
+                declared = ", ".join(campaign.actions) or "none"
                 problems.append(doc.problem(("steps", i, "audience", key, "action"),
                                             f"action {ref.action!r} is not one of this campaign's `actions`",
-                                            f"declare it under `actions:` (declared: {', '.join(campaign.actions) or 'none'})"))
+                                            f"declare it under `actions:` (declared: {declared})"))
         if ((aud is not None and aud.near_event is not None) or step.schedule.before_event) and campaign.events is None:
             problems.append(doc.problem(("steps", i), "this step depends on events, and the campaign has none",
                                         "add `events:` with a radius and stops"))

@@ -155,11 +155,11 @@ class Resolution:
 
 def _subdivision(country: str, word: str) -> str | None:
     """'TX' or 'Texas' → 'TX' for country US; None when it is neither."""
-    subs = pycountry.subdivisions.get(country_code=country) or []
+    subs: Any = pycountry.subdivisions.get(country_code=country) or []  # type: ignore[no-untyped-call]
     folded = word.casefold()
     for s in subs:
-        code = s.code.split("-", 1)[1]
-        if folded in (code.casefold(), s.name.casefold()):
+        code = str(s.code).split("-", 1)[1]
+        if folded in (code.casefold(), str(s.name).casefold()):
             return code
     return None
 

@@ -13,17 +13,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from .. import store
+from ..authoring.advocacy import QuietHours
 from ..authoring.audience import Filter
 from ..authoring.campaigns import Campaign, Step, root_step
 from ..models import RunStatus
 from ..store import AnySelect, scheduler_state
 from ..store.audience import audience_select, near_condition, step_condition
 from .runtime import Runtime
-from .scheduling import local_due, now_utc, occurrences
+from .scheduling import local_due, now_utc, occurrences, outside_quiet
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +137,9 @@ def plan_run(rt: Runtime, run_id: int, due_at: datetime | None = None) -> int:
         due: datetime | Callable[[str | None], datetime] = due_at or (
             (lambda zone: local_due(campaign, step, run.occurrence, zone))
             if step.schedule.local_time else run.occurrence)
+        quiet = campaign.quiet_hours if due_at is None and not step.urgent else None
+        if quiet is not None:
+            due = _quiet(due, quiet, root_step(campaign, step)[0].schedule.zone or ZoneInfo("UTC"))
         select = step_audience(rt.segments(), campaign, step, run.occurrence)
         added = store.plan_deliveries(rt.engine, run_id, channel.name, account.name, select, due)
     else:
@@ -143,6 +148,14 @@ def plan_run(rt: Runtime, run_id: int, due_at: datetime | None = None) -> int:
     store.mark_run_planned(rt.engine, run_id)
     log.info("planned run %s (%s/%s): %s deliveries", run_id, run.campaign, run.step, added)
     return added
+
+
+def _quiet(due: datetime | Callable[[str | None], datetime], quiet: QuietHours,
+           default: ZoneInfo) -> Callable[[str | None], datetime]:
+    """Each recipient's due time moved out of the campaign's quiet hours in their zone."""
+    def moved(zone: str | None) -> datetime:
+        return outside_quiet(due(zone) if callable(due) else due, zone, quiet, default)
+    return moved
 
 
 def step_audience(segments: dict[str, Filter], campaign: Campaign, step: Step,

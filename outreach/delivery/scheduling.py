@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from ..authoring.advocacy import QuietHours
 from ..authoring.campaigns import Campaign, Step, root_step
 
 UTC = UTC
@@ -116,6 +117,23 @@ def local_due(campaign: Campaign, step: Step, occurrence: datetime, recipient_zo
     except (ValueError, KeyError):
         zone = sched_zone
     return resolve_wall_time(wall, zone).astimezone(UTC) + delay
+
+
+def outside_quiet(instant: datetime, recipient_zone: str | None, quiet: QuietHours, default: ZoneInfo) -> datetime:
+    """`instant`, or the end of the recipient's quiet hours when it falls inside them (21:00 to
+    08:00 moves a 23:30 send to 08:00 the next morning in their zone). An unknown zone is read
+    as `default` (the schedule's)."""
+    try:
+        zone = ZoneInfo(recipient_zone) if recipient_zone else default
+    except (ValueError, KeyError, IsADirectoryError):
+        zone = default
+    local = instant.astimezone(zone)
+    if not quiet.contains(local.time()):
+        return instant
+    day = local.date()
+    if quiet.start > quiet.end and local.time() >= quiet.start:  # before midnight: ends tomorrow
+        day += timedelta(days=1)
+    return resolve_wall_time(datetime.combine(day, quiet.end), zone).astimezone(UTC)
 
 
 def now_utc() -> datetime:

@@ -38,6 +38,7 @@ from ..errors import (
     TransientError,
 )
 from ..store import AnyRow
+from ..store.actions import acted_among
 from .planner import find_step
 from .runtime import Runtime
 from .scheduling import now_utc
@@ -128,9 +129,15 @@ def _send_run_group(rt: Runtime, run_id: int, rows: list[AnyRow], book: _Book) -
         recipients = store.load_for_sending(rt.engine, [r.subscriber_id for r in rows if r.subscriber_id],
                                             rt.settings.subscribers.attributes, step.reaches)
         sendable = []
+        # a reminder "to those who have not acted" skips whoever acted since it was planned
+        waiting = step.audience.not_acted if step.audience is not None else None
+        acted = acted_among(rt.engine, recipients, waiting.campaign or campaign.name,
+                            waiting.action) if waiting is not None else set()
         for row in rows:
             loaded = recipients.get(row.subscriber_id) if row.subscriber_id else None
             reason = "subscriber was deleted" if loaded is None else loaded.excluded
+            if reason is None and row.subscriber_id in acted:
+                reason = f"already did {waiting.action if waiting else ''}"
             if reason:
                 book.skipped(row, reason)
                 continue

@@ -17,8 +17,8 @@ from ..authoring.audience import AttrValue, Audience, Filter, TagFilter, as_list
 from ..authoring.events import KM_PER_DEGREE, PlacedEvent, PlacedEvents
 from ..errors import ConfigurationError
 from ..models import SubscriberStatus
-from .db import AnyRow, AnySelect, Bind
 from .actions import acted_condition
+from .db import AnyRow, AnySelect, Bind
 from .schema import subscriber_tags, subscribers, utcnow
 from .suppressions import not_suppressed
 

@@ -1,7 +1,7 @@
 """The app factory: one Starlette app made of areas, each a module with `routes()`.
 
-    AREAS = health, subscriber      (the operator's /admin, provider webhooks and action
-                                     pages join here as areas of their own)
+    AREAS = health, subscriber, act (the operator's /admin and provider webhooks join here as
+                                     areas of their own)
 
 Around every route: the access log (no tokens, no addresses), the security headers, and one
 error page for what no route matched or what failed (a person gets a plain page in their
@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from ..settings import Settings
-from . import health, subscriber
+from . import act, health, subscriber
 from .access_log import AccessLog
 from .pages import language, message
 from .security import SecurityHeaders, origin_of
@@ -33,7 +33,7 @@ from .site import STATIC, Site
 log = logging.getLogger(__name__)
 
 # Each area: a function returning its routes. A new area is one more line.
-AREAS: list[Callable[[], list[BaseRoute]]] = [health.routes, subscriber.routes]
+AREAS: list[Callable[[], list[BaseRoute]]] = [health.routes, subscriber.routes, act.routes]
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
