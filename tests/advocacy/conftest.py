@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from outreach.web import create_app
-from tests.web.conftest import BASE, REDIS_TEST_URL, Project, write_project
+from tests.web.conftest import BASE, REDIS_TEST_URL, Project, redis_prefix, write_project  # noqa: F401
 
 TARGETS = """\
 salutation: "Dear Consul,"
@@ -145,7 +145,7 @@ def advocacy_project(tmp_path: Path, db_url: str) -> Project:
 
 
 @pytest.fixture
-def act_app(advocacy_project, engine, redis_prefix):
+def act_app(advocacy_project, engine, redis_prefix):  # noqa: F811
     application = create_app(advocacy_project.settings(), engine=engine, limiter_prefix=redis_prefix)
     yield application
     application.state.site.runtime.redis.close()
@@ -156,5 +156,3 @@ def act_client(act_app) -> Iterator[TestClient]:
     with TestClient(act_app, base_url=BASE) as c:
         yield c
 
-
-from tests.web.conftest import redis_prefix  # noqa: E402,F401  (fixture)
