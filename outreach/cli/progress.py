@@ -70,7 +70,27 @@ def status_table(rt: Runtime, limit: int, echo: Callable[[str], None], console: 
                       str(total - done))
     # a log or a pipe gets the full table, not one squeezed into 80 columns
     (console or Console(width=None if sys.stdout.isatty() else 140)).print(table)
+    actions_table(rt, echo)
     not_scheduled(rt, echo)
+
+
+def actions_table(rt: Runtime, echo: Callable[[str], None]) -> None:
+    """What supporters recorded ("I sent it"), per campaign and action, then per target (the
+    office each letter went to)."""
+    from ..store.actions import action_counts
+
+    counts = action_counts(rt.engine)
+    if not counts:
+        return
+    echo("actions:")
+    totals: dict[tuple[str, str], int] = {}
+    for c in counts:
+        totals[(c.campaign, c.action)] = totals.get((c.campaign, c.action), 0) + c.count
+    for (campaign, action), total in totals.items():
+        echo(f"  {campaign}  {action}: {total}")
+        for c in counts:
+            if (c.campaign, c.action) == (campaign, action) and c.target is not None:
+                echo(f"    {c.count:>6}  {c.target}")
 
 
 def not_scheduled(rt: Runtime, echo: Callable[[str], None]) -> None:

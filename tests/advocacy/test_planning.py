@@ -190,3 +190,19 @@ def test_a_step_on_actions_nobody_declared_is_refused(world, monkeypatch):
     result = CliRunner().invoke(cli, ["--root", str(project.root), "validate"], env=project.env)
     assert result.exit_code == 1 and "action 'signed' is not one of this campaign's `actions`" in result.output
 
+
+
+def test_status_shows_actions_per_campaign_and_per_target(world, engine):
+    rt, app, _, project = world
+    join(engine, "tex@example.org", "Dallas")
+    join(engine, "atl@example.org", "Atlanta")
+    join(engine, "den@example.org", "Denver")
+    for who in ("tex@example.org", "atl@example.org", "den@example.org"):
+        click_sent(app, engine, who)
+    result = CliRunner().invoke(cli, ["--root", str(project.root), "status"], env=project.env)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    at = lines.index("actions:")
+    assert lines[at + 1:at + 4] == ["  cta  sent_letter: 3",
+                                    "         2  US/Embassy/Washington, DC",
+                                    "         1  US/Consulate/Chicago"]
