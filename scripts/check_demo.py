@@ -24,7 +24,8 @@ from outreach.authoring.audience import segments_for
 from outreach.authoring.campaigns import load_campaigns
 from outreach.settings import load_settings
 from outreach.store import engine_for, get_subscriber
-from outreach.store.audience import audience_count, audience_select
+from outreach.delivery.planner import step_audience
+from outreach.store.audience import audience_count
 
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
 check_web = "--web" in sys.argv[1:]
@@ -40,7 +41,10 @@ posts_expected = 0
 for c in campaigns.values():
     for step in c.steps:
         if step.channel == "email":
-            expected[f"{c.name}/{step.id}"] = audience_count(engine, audience_select(c.audience, segments))
+            # the step's own audience (who acted, who lives near a stop), as the planner asks it
+            count = audience_count(engine, step_audience(segments, c, step))
+            if count:
+                expected[f"{c.name}/{step.id}"] = count
         else:
             posts_expected += 1
 
