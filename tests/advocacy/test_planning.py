@@ -206,3 +206,15 @@ def test_status_shows_actions_per_campaign_and_per_target(world, engine):
     assert lines[at + 1:at + 4] == ["  cta  sent_letter: 3",
                                     "         2  US/Embassy/Washington, DC",
                                     "         1  US/Consulate/Chicago"]
+
+
+@pytest.mark.parametrize("path, words", [("../.env", "outside config/"), ("targets/nope.yaml", "not found"),
+                                         ("/etc/passwd", "outside config/"), ("targets/list.yaml", "targets")])
+def test_a_target_file_that_is_not_one_is_refused_with_its_line(world, path, words):
+    _, _, _, project = world
+    project.write("config/targets/list.yaml", "- just\n- a list\n")
+    text = (project.root / "config/campaigns/cta.yaml").read_text()
+    project.write("config/campaigns/cta.yaml", text.replace("targets: targets/offices.yaml", f"targets: {path}"))
+    result = CliRunner().invoke(cli, ["--root", str(project.root), "validate"], env=project.env)
+    assert result.exit_code == 1 and words in result.output, result.output
+    assert "Traceback" not in result.output
