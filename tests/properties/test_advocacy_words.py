@@ -46,7 +46,8 @@ def test_quiet_hours_are_a_span_or_a_clean_error(text):
 
 @settings(max_examples=EXAMPLES)
 @given(st.one_of(st.text(max_size=12), st.integers(), st.floats(allow_nan=True),
-                 st.builds("{} {}".format, st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(["km", "mi"]))))
+                 st.builds("{} {}".format, st.floats(allow_nan=True, allow_infinity=True),
+                           st.sampled_from(["km", "mi"]))))
 def test_a_distance_is_positive_kilometres_or_a_clean_error(value):
     try:
         km = parse_distance(value)
