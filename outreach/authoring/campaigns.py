@@ -32,6 +32,8 @@ from ..settings import Settings, Strict
 from . import yamlfile
 from .advocacy import ACTION_PATTERN, Events, Letter, QuietHours, StepAudience
 from .audience import Audience
+from .events import PlacedEvents, place_events
+from .targets import TargetSet, load_targets
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 # A template name is a path under templates/<channel>/ whose parts start with a letter or
@@ -236,8 +238,8 @@ class Campaign(Strict):
 
     _source: str = PrivateAttr(default="")
     _doc: Any = PrivateAttr(default=None)
-    _targets: Any = PrivateAttr(default=None)   # the loaded TargetSet
-    _places: Any = PrivateAttr(default=None)    # the placed events (content/advocacy.py)
+    _targets: TargetSet | None = PrivateAttr(default=None)   # `targets:` loaded, every office placed
+    _places: PlacedEvents | None = PrivateAttr(default=None)  # `events:` placed on the map and in time
 
     _quiet = field_validator("quiet_hours", mode="before")(_quiet_hours)
 
@@ -253,11 +255,11 @@ class Campaign(Strict):
         return v
 
     @property
-    def target_set(self) -> Any:
+    def target_set(self) -> TargetSet | None:
         return self._targets
 
     @property
-    def placed_events(self) -> Any:
+    def placed_events(self) -> PlacedEvents | None:
         return self._places
 
     @property
@@ -402,9 +404,6 @@ def _load_data_files(settings: Settings, campaign: Campaign, doc: yamlfile.Locat
 
 
 def _load_advocacy(settings: Settings, campaign: Campaign, doc: yamlfile.Located, problems: list[Problem]) -> None:
-    from .events import place_events
-    from .targets import load_targets
-
     if campaign.targets is not None:
         try:
             path = data_file_path(settings, campaign.targets)

@@ -110,6 +110,8 @@ def place_events(events: Events, doc: yamlfile.Located, problems: list[Problem])
                                         "add `timezone:` (an IANA name such as America/Chicago)"))
             continue
         zone = ZoneInfo(zone_name)
+        # the one rule for wall times in DST gaps and folds, as schedules use it (imported here:
+        # delivery.scheduling imports the campaigns that import this module)
         from ..delivery.scheduling import resolve_wall_time
 
         start = resolve_wall_time(ev.start, zone).astimezone(UTC)
