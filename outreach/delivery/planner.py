@@ -13,19 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from .. import store
-from ..authoring.advocacy import QuietHours
 from ..authoring.audience import Filter
 from ..authoring.campaigns import Campaign, Step, root_step
 from ..models import RunStatus
 from ..store import AnySelect, scheduler_state
 from ..store.audience import audience_select, near_condition, step_condition
 from .runtime import Runtime
-from .scheduling import local_due, now_utc, occurrences, outside_quiet
+from .scheduling import local_due, now_utc, occurrences, quiet_until
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +135,8 @@ def plan_run(rt: Runtime, run_id: int, due_at: datetime | None = None) -> int:
         due: datetime | Callable[[str | None], datetime] = due_at or (
             (lambda zone: local_due(campaign, step, run.occurrence, zone))
             if step.schedule.local_time else run.occurrence)
-        quiet = campaign.quiet_hours if due_at is None and not step.urgent else None
-        if quiet is not None:
-            due = _quiet(due, quiet, root_step(campaign, step)[0].schedule.zone or ZoneInfo("UTC"))
+        if due_at is None and campaign.quiet_hours is not None and not step.urgent:
+            due = _quiet(campaign, step, due)
         select = step_audience(rt.segments(), campaign, step, run.occurrence)
         added = store.plan_deliveries(rt.engine, run_id, channel.name, account.name, select, due)
     else:
@@ -150,11 +147,11 @@ def plan_run(rt: Runtime, run_id: int, due_at: datetime | None = None) -> int:
     return added
 
 
-def _quiet(due: datetime | Callable[[str | None], datetime], quiet: QuietHours,
-           default: ZoneInfo) -> Callable[[str | None], datetime]:
+def _quiet(campaign: Campaign, step: Step,
+           due: datetime | Callable[[str | None], datetime]) -> Callable[[str | None], datetime]:
     """Each recipient's due time moved out of the campaign's quiet hours in their zone."""
     def moved(zone: str | None) -> datetime:
-        return outside_quiet(due(zone) if callable(due) else due, zone, quiet, default)
+        return quiet_until(campaign, step, zone, due(zone) if callable(due) else due)
     return moved
 
 

@@ -136,5 +136,15 @@ def outside_quiet(instant: datetime, recipient_zone: str | None, quiet: QuietHou
     return resolve_wall_time(datetime.combine(day, quiet.end), zone).astimezone(UTC)
 
 
+def quiet_until(campaign: Campaign, step: Step, recipient_zone: str | None, instant: datetime) -> datetime:
+    """`instant` moved out of the campaign's quiet hours in the recipient's zone (unchanged for
+    an urgent step, or a campaign without quiet hours)."""
+    quiet = getattr(campaign, "quiet_hours", None)  # built-in campaigns have none
+    if quiet is None or step.urgent:
+        return instant
+    default = root_step(campaign, step)[0].schedule.zone or ZoneInfo("UTC")
+    return outside_quiet(instant, recipient_zone, quiet, default)
+
+
 def now_utc() -> datetime:
     return datetime.now(UTC)

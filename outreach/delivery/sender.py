@@ -41,7 +41,7 @@ from ..store import AnyRow
 from ..store.actions import acted_among
 from .planner import find_step
 from .runtime import Runtime
-from .scheduling import now_utc
+from .scheduling import now_utc, quiet_until
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,11 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, ro
             if row.attempts >= rt.settings.dispatch.max_attempts:
                 book.failed(row, f"gave up after {row.attempts} attempts: {result}", progress=progress)
             else:
-                book.retry(row, str(result), now_utc() + backoff(rt, row.attempts), progress=progress)
+                # a retry waits out the recipient's quiet hours too
+                loaded = recipients.get(row.subscriber_id) if row.subscriber_id else None
+                zone = loaded.subscriber.timezone if loaded is not None else None
+                until = quiet_until(campaign, step, zone, now_utc() + backoff(rt, row.attempts))
+                book.retry(row, str(result), until, progress=progress)
         else:
             raise result
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import email
 import email.policy
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis as redis_lib
@@ -218,3 +219,34 @@ def test_a_target_file_that_is_not_one_is_refused_with_its_line(world, path, wor
     result = CliRunner().invoke(cli, ["--root", str(project.root), "validate"], env=project.env)
     assert result.exit_code == 1 and words in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_a_retry_waits_out_the_recipients_quiet_hours(world, engine):
+    rt, _, sink, _ = world
+    # given a recipient for whom it is 02:xx now (a fixed-offset zone chosen from the clock)
+    now = now_utc()
+    offset = (2 - now.hour + 12) % 24 - 12          # local hour 2, offset within -12..+11
+    zone = f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}" if offset else "UTC"
+    add_subscriber(engine, "night@example.org", tags=["supporter"], timezone=zone)
+    campaign = rt.campaigns()["cta"]
+    run = create_run_now(rt, campaign, campaign.step("livestream"), now, due_at=now)
+    # when the server asks to try again later
+    sink.next_data.append("451 4.3.0 Try again later")
+    with engine.connect() as conn:
+        ids = list(conn.execute(sa.select(deliveries.c.id).where(deliveries.c.run_id == run)).scalars())
+    send_batch(rt, ids)
+    # then the retry is due at 08:00 their time, not in the middle of their night
+    with engine.connect() as conn:
+        state, due = conn.execute(sa.select(deliveries.c.state, deliveries.c.due_at)
+                                  .where(deliveries.c.id == ids[0])).one()
+    local = due.astimezone(ZoneInfo(zone))
+    assert state == "retry" and (local.hour, local.minute) == (8, 0) and due > now
+    # and an urgent step's retry is not held
+    urgent = create_run_now(rt, campaign, campaign.step("alert"), now, due_at=now)
+    sink.next_data.append("451 4.3.0 Try again later")
+    with engine.connect() as conn:
+        ids = list(conn.execute(sa.select(deliveries.c.id).where(deliveries.c.run_id == urgent)).scalars())
+    send_batch(rt, ids)
+    with engine.connect() as conn:
+        due = conn.execute(sa.select(deliveries.c.due_at).where(deliveries.c.id == ids[0])).scalar_one()
+    assert due - now < timedelta(hours=1)
