@@ -114,7 +114,7 @@ class Subscriber:
     email: str                          # normalized address (see subscribers.fields)
     name: str | None = None
     city: str | None = None
-    region: str | None = None           # state or province, e.g. TX or Ontario
+    region: str | None = None           # state or province, e.g. TX or ON (ISO 3166-2 without the country)
     country: str | None = None          # ISO 3166-1 alpha-2, upper case
     timezone: str | None = None         # IANA name
     language: str | None = None         # BCP 47 tag
@@ -123,6 +123,8 @@ class Subscriber:
     status: SubscriberStatus | None = None
     consent_source: str | None = None
     consent_at: datetime | None = None
+    latitude: float | None = None       # degrees north; with longitude, where the person is
+    longitude: float | None = None      # degrees east
     id: int | None = None               # the store's id, once stored
     # The random value that links in this person's email carry instead of the address (see
     # content/links.py); made by the database when the row is inserted, never shown to anyone.

@@ -6,7 +6,8 @@ what the demo reported.
 
 With --web (while the demo still serves its links): the links of one email work. Its
 view-online and preferences pages open, and its List-Unsubscribe URL, POSTed as a mailbox
-provider does (RFC 8058), unsubscribes that subscriber in the database.
+provider does (RFC 8058), unsubscribes that subscriber in the database. A call to action's
+/act page opens and its "I sent it" button records the action once.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from outreach.authoring.audience import segments_for
 from outreach.authoring.campaigns import load_campaigns
 from outreach.settings import load_settings
 from outreach.store import engine_for, get_subscriber
-from outreach.store.audience import audience_count, audience_select
+from outreach.delivery.planner import step_audience
+from outreach.store.audience import audience_count
 
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
 check_web = "--web" in sys.argv[1:]
@@ -40,7 +42,10 @@ posts_expected = 0
 for c in campaigns.values():
     for step in c.steps:
         if step.channel == "email":
-            expected[f"{c.name}/{step.id}"] = audience_count(engine, audience_select(c.audience, segments))
+            # the step's own audience (who acted, who lives near a stop), as the planner asks it
+            count = audience_count(engine, step_audience(segments, c, step))
+            if count:
+                expected[f"{c.name}/{step.id}"] = count
         else:
             posts_expected += 1
 
@@ -103,6 +108,44 @@ def web_check(path: Path) -> str:
     return f"; links work, one-click unsubscribe of {to[0]}•••: " + ("FAILED" if errors else "ok")
 
 
+def act_check(emails: list[Path]) -> str:
+    """From a call to action: its /act page opens, and its "I sent it" link records the action
+    (the confirm page's button, POSTed with its CSRF cookie) once."""
+    import http.cookiejar
+
+    import sqlalchemy as sa
+
+    from outreach.store.schema import actions
+
+    for path in emails:
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        html = msg.get_body(("html",)).get_content()
+        link = re.search(rf'href="({re.escape(settings.base_url)}/act/[A-Za-z0-9_-]+/sent_letter)"', html)
+        if link is not None:
+            break
+    else:
+        errors.append("no call to action with an \"I sent it\" link in the outbox")
+        return ""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with opener.open(link.group(1).rsplit("/", 1)[0], timeout=10) as page:
+        if page.status != 200 or "Your letter" not in page.read().decode():
+            errors.append("the /act page did not show the letter")
+    with opener.open(link.group(1), timeout=10) as page:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.read().decode())
+    with engine.connect() as conn:
+        before = conn.execute(sa.select(sa.func.count()).select_from(actions)).scalar_one()
+    for _ in range(2):  # twice: recorded once
+        body = urllib.parse.urlencode({"csrf": csrf.group(1) if csrf else ""}).encode()
+        with opener.open(urllib.request.Request(link.group(1), data=body, method="POST"), timeout=10) as answer:
+            if answer.status != 200:
+                errors.append(f"\"I sent it\" answered {answer.status}")
+    with engine.connect() as conn:
+        after = conn.execute(sa.select(sa.func.count()).select_from(actions)).scalar_one()
+    if after != before + 1:
+        errors.append(f"\"I sent it\" recorded {after - before} action(s), not 1")
+    return "; /act page and \"I sent it\": " + ("FAILED" if errors else "ok")
+
+
 web_note = ""
 emails = sorted((outbox / "email").glob("*.eml"))
 if check_web and not errors:
@@ -110,7 +153,7 @@ if check_web and not errors:
         errors.append("no email to check the links of")
     else:
         try:
-            web_note = web_check(emails[0])
+            web_note = act_check(emails) + web_check(emails[0])
         except OSError as exc:
             errors.append(f"the demo's web process did not answer: {exc}")
 

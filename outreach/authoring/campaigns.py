@@ -30,7 +30,10 @@ from ..formats import zone as _zone
 from ..models import SubscriberStatus
 from ..settings import Settings, Strict
 from . import yamlfile
+from .advocacy import ACTION_PATTERN, Events, Letter, QuietHours, StepAudience
 from .audience import Audience
+from .events import PlacedEvents, place_events
+from .targets import TargetSet, load_targets
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 # A template name is a path under templates/<channel>/ whose parts start with a letter or
@@ -53,6 +56,10 @@ CRON_HELP = ("five fields: minute hour day-of-month month day-of-week, e.g. \"0 
 
 def _duration(value: Any) -> Any:
     return parse_duration(value) if isinstance(value, (str, int, float)) else value
+
+
+def _quiet_hours(value: Any) -> Any:
+    return QuietHours.parse(value)
 
 
 def _wall_time(value: Any) -> Any:
@@ -119,9 +126,12 @@ class Schedule(Strict):
     after: str | None = None
     delay: timedelta = timedelta(0)
     local_time: bool = False
+    # This long before each stop of the campaign's `events`: one run per stop, to the people
+    # invited to that stop (the reminder the day before).
+    before_event: timedelta | None = None
 
     _times = field_validator("at", "start", "end", mode="before")(_wall_time)
-    _delay = field_validator("delay", mode="before")(_duration)
+    _delay = field_validator("delay", "before_event", mode="before")(_duration)
 
     @field_validator("timezone")
     @classmethod
@@ -143,9 +153,9 @@ class Schedule(Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Schedule:
-        kinds = [k for k in ("at", "cron", "after") if getattr(self, k) is not None]
+        kinds = [k for k in ("at", "cron", "after", "before_event") if getattr(self, k) is not None]
         if len(kinds) != 1:
-            raise ValueError("a schedule needs exactly one of `at`, `cron` or `after`"
+            raise ValueError("a schedule needs exactly one of `at`, `cron`, `after` or `before_event`"
                              + (f" (found {', '.join(kinds)})" if kinds else ""))
         if kinds[0] in ("at", "cron") and self.timezone is None:
             raise ValueError(f"`{kinds[0]}` needs a `timezone:` (an IANA name such as America/New_York)")
@@ -169,6 +179,9 @@ class Step(Strict):
     account: str | None = None
     schedule: Schedule
     expires: timedelta | None = None
+    audience: StepAudience | None = None
+    # Sent at once whatever the recipient's quiet hours (the campaign's `quiet_hours`).
+    urgent: bool = False
 
     _expires = field_validator("expires", mode="before")(_duration)
 
@@ -214,10 +227,40 @@ class Campaign(Strict):
     audience: Audience = Audience()
     data: dict[str, Any] = Field(default_factory=dict)
     data_files: dict[str, str] = Field(default_factory=dict)
+    # Advocacy (docs/campaigns.md): the target file whose office each supporter writes to,
+    # the letter, what supporters can record having done, a tour's events, quiet hours.
+    targets: str | None = None
+    letter: Letter | None = None
+    actions: list[str] = Field(default_factory=list)
+    events: Events | None = None
+    quiet_hours: QuietHours | None = None
     steps: list[Step] = Field(min_length=1)
 
     _source: str = PrivateAttr(default="")
     _doc: Any = PrivateAttr(default=None)
+    _targets: TargetSet | None = PrivateAttr(default=None)   # `targets:` loaded, every office placed
+    _places: PlacedEvents | None = PrivateAttr(default=None)  # `events:` placed on the map and in time
+
+    _quiet = field_validator("quiet_hours", mode="before")(_quiet_hours)
+
+    @field_validator("actions")
+    @classmethod
+    def _action_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not re.match(ACTION_PATTERN, name):
+                raise ValueError(f"{name!r} is not an action name; write lower-case words joined by _, "
+                                 "e.g. sent_letter")
+        if len(set(v)) != len(v):
+            raise ValueError("an action is listed twice")
+        return v
+
+    @property
+    def target_set(self) -> TargetSet | None:
+        return self._targets
+
+    @property
+    def placed_events(self) -> PlacedEvents | None:
+        return self._places
 
     @property
     def source(self) -> str:
@@ -296,6 +339,7 @@ def load_campaign_file(settings: Settings, path: Path, problems: list[Problem]) 
     campaign._doc = doc
     problems.extend(_check_steps(campaign, doc))
     _load_data_files(settings, campaign, doc, problems)
+    _load_advocacy(settings, campaign, doc, problems)
     return campaign
 
 
@@ -357,6 +401,37 @@ def _load_data_files(settings: Settings, campaign: Campaign, doc: yamlfile.Locat
             campaign.data[key] = yamlfile.load(path, os.path.relpath(path)).data
         except yamlfile.YamlSyntaxError as exc:
             problems.append(exc.problem)
+
+
+def _load_advocacy(settings: Settings, campaign: Campaign, doc: yamlfile.Located, problems: list[Problem]) -> None:
+    if campaign.targets is not None:
+        try:
+            path = data_file_path(settings, campaign.targets)
+        except ValueError as exc:
+            problems.append(doc.problem(("targets",), str(exc), "e.g. targets/chinese-missions.yaml"))
+            path = None
+        if path is not None and not path.is_file():
+            problems.append(doc.problem(("targets",), f"target file {campaign.targets} not found under "
+                                        f"{settings.data_dir}", "the path is relative to the config directory"))
+        elif path is not None:
+            campaign._targets = load_targets(path, problems)
+    if campaign.events is not None:
+        campaign._places = place_events(campaign.events, doc, problems)
+    for i, step in enumerate(campaign.steps):
+        aud = step.audience
+        for key, ref in (("acted", aud.acted if aud else None), ("not_acted", aud.not_acted if aud else None)):
+            if ref is not None and (ref.campaign in (None, campaign.name)) and ref.action not in campaign.actions:
+                declared = ", ".join(campaign.actions) or "none"
+                problems.append(doc.problem(("steps", i, "audience", key, "action"),
+                                            f"action {ref.action!r} is not one of this campaign's `actions`",
+                                            f"declare it under `actions:` (declared: {declared})"))
+        if ((aud is not None and aud.near_event is not None) or step.schedule.before_event) and campaign.events is None:
+            problems.append(doc.problem(("steps", i), "this step depends on events, and the campaign has none",
+                                        "add `events:` with a radius and stops"))
+        if aud is not None and (aud.acted or aud.not_acted or aud.near_event is not None) \
+                and not step.channel_class.per_recipient:
+            problems.append(doc.problem(("steps", i, "audience"), f"a {step.channel_class.noun} goes out once, "
+                                        "from the account: it has no audience of its own", "remove it"))
 
 
 def data_file_path(settings: Settings, rel: str) -> Path:

@@ -86,7 +86,7 @@ class Catalog:
             rejected.extend(exc.problems)
         valid: dict[str, Campaign] = {}
         for path in campaign_files(s):
-            report = validate(s, [path], segments=segments)
+            report = validate(s, [path], segments=segments, place_samples=False)
             rejected.extend(report.problems)
             if report.ok:
                 valid.update(report.campaigns.campaigns)

@@ -18,6 +18,7 @@ from pathlib import Path
 from jinja2 import TemplateSyntaxError, meta, nodes
 
 from ..channels.base import RECIPIENT_CONTEXT, Channel
+from ..content.advocacy import EVENT_FIELDS, LETTER_FIELDS
 from ..content.compose import Composer
 from ..content.links import LINK_FIELDS as _LINKS
 from ..content.links import LinkSigner
@@ -34,6 +35,8 @@ from ..settings import Settings
 from ..subscribers.samples import sample_subscribers
 from .audience import Filter, segments_for
 from .campaigns import Campaign, CampaignSet, Step, campaign_files, load_campaigns
+from .events import outside_step
+from .targets import TARGET_FIELDS
 
 LINK_FIELDS = frozenset(_LINKS)  # content/links.py is the one list
 ORGANIZATION_FIELDS = frozenset({"name", "postal_address", "website"})
@@ -52,7 +55,7 @@ class Report:
 
 
 def validate(settings: Settings, paths: list[Path] | None = None,
-             segments: dict[str, Filter] | None = None) -> Report:
+             segments: dict[str, Filter] | None = None, place_samples: bool = True) -> Report:
     problems: list[Problem] = []
     if segments is None:
         try:
@@ -69,7 +72,7 @@ def validate(settings: Settings, paths: list[Path] | None = None,
         return Report(campaigns, list(dict.fromkeys(problems)))
     # one composer for every step: the dynamic pass composes exactly as the sender would
     composer = Composer(settings, LinkSigner(settings.secret_key or "validation-only", settings.base_url))
-    recipients = sample_subscribers(settings)
+    recipients = sample_subscribers(settings, place=place_samples)
     checked_templates: set[str] = set()
     problems.extend(_check_organization(settings, campaigns))
     for campaign in campaigns.campaigns.values():
@@ -193,6 +196,8 @@ def _check_templates(settings: Settings, composer: Composer, campaign: Campaign,
     current: str | None = None
     try:
         for recipient in (recipients if channel.per_recipient else [None]):
+            if recipient is not None and outside_step(campaign, step, recipient):
+                continue  # not in this step's audience: the step never renders for them
             current = recipient.email if recipient is not None else None
             payload = channel.compose(composer, campaign, step, recipient)
             try:
@@ -280,6 +285,10 @@ def _variable_problems(ast: nodes.Template, allowed: set[str], assigned: set[str
         ("links",): (LINK_FIELDS, "links"),
         ("organization",): (ORGANIZATION_FIELDS, "organization fields"),
         ("step",): (STEP_FIELDS, "step fields"),
+        ("target",): (frozenset(TARGET_FIELDS), "target fields"),
+        ("letter",): (LETTER_FIELDS, "letter fields"),
+        ("event",): (EVENT_FIELDS, "event fields"),
+        ("actions",): (frozenset(campaign.actions), f"actions declared in {campaign.source}"),
     }
     for lookup in ast.find_all(nodes.Getattr):
         path = _attr_path(lookup.node)

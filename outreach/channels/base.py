@@ -38,7 +38,8 @@ _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 K = TypeVar("K")  # the caller's name for one payload of send_many (a ledger row)
 # What every template may use, and what only a message made for one subscriber has.
 SHARED_CONTEXT = frozenset({"campaign", "step", "organization"})
-RECIPIENT_CONTEXT = frozenset({"subscriber", "links"})
+# (target, letter, actions, event, events: an advocacy campaign's, see content/advocacy.py; None otherwise)
+RECIPIENT_CONTEXT = frozenset({"subscriber", "links", "target", "letter", "actions", "event", "events"})
 
 
 @dataclass(frozen=True)

@@ -62,8 +62,9 @@ def status(obj: Context, target: str | None, limit: int, watch: bool, interval: 
     if not watch:
         console = Console(width=None if sys.stdout.isatty() else 160)
         console.print(render(look(), None))
-        from .progress import not_scheduled
+        from .progress import actions_table, not_scheduled
 
+        actions_table(rt, click.echo)
         not_scheduled(rt, click.echo)
         return
     previous: Snapshot | None = None

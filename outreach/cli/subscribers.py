@@ -26,11 +26,14 @@ def import_(obj: Context, file: str) -> None:
 
     \b
     The header row names the columns: email (required), name, city, region (state or
-    province), country (ISO code such as US), timezone (IANA, such as America/Chicago),
-    language, tags (separated by ;), status (pending, confirmed, unsubscribed, bounced,
-    complained; new rows default to confirmed), consent_source, consent_at (ISO 8601). Other
-    columns are custom attributes.
+    province), country (ISO code such as US), latitude, longitude, timezone (IANA, such as
+    America/Chicago), language, tags (separated by ;), status (pending, confirmed,
+    unsubscribed, bounced, complained; new rows default to confirmed), consent_source,
+    consent_at (ISO 8601). Other columns are custom attributes.
     \b
+    A row with a city and a country gets its region, latitude, longitude and timezone
+    from offline GeoNames data when the file leaves them empty; a city that is unknown or
+    ambiguous is listed as FILE:LINE: note: ... and the row is imported without a place.
     Known addresses are updated; empty cells keep the stored value. A status in the file
     never upgrades anyone: unsubscribed, bounced and complained addresses keep their status,
     and pending ones are not confirmed by a file. Addresses must be ones the SMTP channel can

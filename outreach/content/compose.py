@@ -15,6 +15,7 @@ import html2text
 
 from ..models import Subscriber
 from ..settings import Settings
+from . import advocacy
 from .links import LINK_FIELDS, Links, LinkSigner
 from .render_cache import Plan, RenderCache, plan_for
 from .templating import Renderer
@@ -72,9 +73,13 @@ class Composer:
         placeholders for the links, which are put in afterwards."""
         subscriber = self.for_templates(subscriber) if subscriber is not None else None
         names = tuple(templates)
-        plan = self._plan(names) if subscriber is not None and links is not None else None
+        # an advocacy campaign's letter, target and event are the supporter's own: rendered whole
+        personal = subscriber is not None and advocacy.active(campaign)
+        extra = advocacy.context(campaign, subscriber, self.signer) if personal else \
+            (dict.fromkeys(advocacy.ADVOCACY_CONTEXT) if subscriber is not None else {})
+        plan = self._plan(names) if subscriber is not None and links is not None and not personal else None
         if plan is None:
-            context = self.renderer.context(campaign, step, subscriber, links)
+            context = {**self.renderer.context(campaign, step, subscriber, links), **extra}
             return tuple(self.renderer.render(name, context) for name in names)
         assert subscriber is not None and links is not None
         real = links.__dict__
@@ -84,7 +89,7 @@ class Composer:
         key = (campaign.name, step.id, names, tuple(v is None for v in marks.values()), plan.key(subscriber))
         cached = self.cache.get(key)
         if cached is None:
-            context = self.renderer.context(campaign, step, subscriber, Links(**marks))
+            context = {**self.renderer.context(campaign, step, subscriber, Links(**marks)), **extra}
             cached = self.cache.put(key, tuple(self.renderer.render(name, context) for name in names))
         escapes = self._escapes.get(names)
         if escapes is None:

@@ -48,9 +48,10 @@ MAX_TOKEN = 600    # characters: longer is not ours (campaign and step names are
 # formed and lead nowhere.
 PREVIEW_LINK_ID = "0" * 32
 
-UNSUBSCRIBE, VIEW, PREFERENCES, CONFIRM = "unsubscribe", "view", "preferences", "confirm"
-_KIND = {UNSUBSCRIBE: b"u", VIEW: b"v", PREFERENCES: b"p", CONFIRM: b"c"}  # BLAKE2b personalization
-_PATH = {UNSUBSCRIBE: "unsubscribe", VIEW: "view", PREFERENCES: "preferences", CONFIRM: "confirm"}
+UNSUBSCRIBE, VIEW, PREFERENCES, CONFIRM, ACT = "unsubscribe", "view", "preferences", "confirm", "act"
+# BLAKE2b personalization; `act` (the advocacy page and its "I sent it" buttons) carries the campaign
+_KIND = {UNSUBSCRIBE: b"u", VIEW: b"v", PREFERENCES: b"p", CONFIRM: b"c", ACT: b"a"}
+_PATH = {UNSUBSCRIBE: "unsubscribe", VIEW: "view", PREFERENCES: "preferences", CONFIRM: "confirm", ACT: "act"}
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class LinkSigner:
             context = struct.pack(">I", int(time.time() if issued_at is None else issued_at))
         elif kind == VIEW:
             context = (campaign + "\0" + step).encode("utf-8")
-        elif kind == UNSUBSCRIBE:
+        elif kind in (UNSUBSCRIBE, ACT):
             context = campaign.encode("utf-8")
         else:
             context = b""
@@ -170,7 +171,7 @@ class LinkSigner:
             if kind == VIEW:
                 campaign, step = context.decode("utf-8").split("\0")
                 return LinkToken(kind, link_id, campaign, step)
-            if kind == UNSUBSCRIBE:
+            if kind in (UNSUBSCRIBE, ACT):
                 return LinkToken(kind, link_id, context.decode("utf-8") or None)
             if kind == CONFIRM:
                 (issued,) = struct.unpack(">I", context)

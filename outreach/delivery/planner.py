@@ -12,17 +12,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
 from .. import store
 from ..authoring.audience import Filter
-from ..authoring.campaigns import Campaign, Step
+from ..authoring.campaigns import Campaign, Step, root_step
 from ..models import RunStatus
 from ..store import AnySelect, scheduler_state
-from ..store.audience import audience_select
+from ..store.audience import audience_select, near_condition, step_condition
 from .runtime import Runtime
-from .scheduling import local_due, now_utc, occurrences
+from .scheduling import local_due, now_utc, occurrences, quiet_until
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,9 @@ def plan_run(rt: Runtime, run_id: int, due_at: datetime | None = None) -> int:
         due: datetime | Callable[[str | None], datetime] = due_at or (
             (lambda zone: local_due(campaign, step, run.occurrence, zone))
             if step.schedule.local_time else run.occurrence)
-        select = step_audience(rt.segments(), campaign, step)
+        if due_at is None and campaign.quiet_hours is not None and not step.urgent:
+            due = _quiet(campaign, step, due)
+        select = step_audience(rt.segments(), campaign, step, run.occurrence)
         added = store.plan_deliveries(rt.engine, run_id, channel.name, account.name, select, due)
     else:
         added = 1 if store.add_delivery(rt.engine, run_id, channel.broadcast_recipient(account), channel.name,
@@ -147,10 +150,36 @@ def plan_run(rt: Runtime, run_id: int, due_at: datetime | None = None) -> int:
     return added
 
 
-def step_audience(segments: dict[str, Filter], campaign: Campaign, step: Step) -> AnySelect:
-    """Who a step sent per recipient goes to, as one SELECT: the campaign's audience. The
+def _quiet(campaign: Campaign, step: Step,
+           due: datetime | Callable[[str | None], datetime]) -> Callable[[str | None], datetime]:
+    """Each recipient's due time moved out of the campaign's quiet hours in their zone."""
+    def moved(zone: str | None) -> datetime:
+        return quiet_until(campaign, step, zone, due(zone) if callable(due) else due)
+    return moved
+
+
+def step_audience(segments: dict[str, Filter], campaign: Campaign, step: Step,
+                  occurrence: datetime | None = None) -> AnySelect:
+    """Who a step sent per recipient goes to, as one SELECT: the campaign's audience, narrowed by
+    the step's own `audience:` (acted / not acted / near an event) and, for a step sent before
+    each event, to the people of the stop of that `occurrence` (every stop's when None). The
     planner and `outreach audience --step` both ask here, so they cannot disagree."""
-    return audience_select(campaign.audience, segments)
+    stop = event_of(campaign, step, occurrence)
+    events = campaign.placed_events
+    extra = step_condition(step.audience, campaign.name, events, stop)
+    if stop is None and step.schedule.before_event is not None and events is not None:
+        extra = sa.and_(extra, near_condition(events))
+    return audience_select(campaign.audience, segments, extra)
+
+
+def event_of(campaign: Campaign, step: Step, occurrence: datetime | None) -> Any:
+    """The stop a run of a `before_event` step is about (its occurrence is that stop's start
+    less `before_event`, plus the delays of the steps after it), or None."""
+    anchor, delay = root_step(campaign, step)
+    before = anchor.schedule.before_event
+    if before is None or occurrence is None or campaign.placed_events is None:
+        return None
+    return campaign.placed_events.by_start(occurrence - delay + before)
 
 
 def create_run_now(rt: Runtime, campaign: Campaign, step: Step, now: datetime | None = None, *,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..authoring.audience import segments_for
 from ..authoring.campaigns import Campaign, Step, load_campaigns
+from ..authoring.events import outside_step
 from ..channels import get_channel
 from ..content.compose import Composer
 from ..content.links import LinkSigner
@@ -29,8 +30,9 @@ from ..store import (
     migrations,
     normalize_url,
 )
-from ..store.audience import audience_count, audience_select
+from ..store.audience import audience_count
 from ..subscribers.samples import sample_subscribers
+from .planner import step_audience
 
 BATCH = 1000
 Echo = Callable[[str], None]
@@ -98,6 +100,10 @@ def preview(settings: Settings, campaign_name: str, step_id: str | None, email_a
         kind = step.channel_class
         channel = get_channel(kind.name, kind.account_for(settings, step.account))
         to = recipient if kind.per_recipient else None
+        why = outside_step(campaign, step, to) if to is not None else None
+        if why:
+            echo(f"=== {campaign.name} / {step.id}: not sent to {to.email if to else ''}: {why} ===")
+            continue
         payload = kind.compose(composer, campaign, step, to)
         if out:
             base = f"{campaign.name}.{step.id}"
@@ -115,8 +121,9 @@ def dry_run(settings: Settings, campaign: Campaign, steps: Sequence[Step], echo:
     engine = engine_for(settings)
     migrations.require_current(engine)
     composer = _composer(settings)
-    select = audience_select(campaign.audience, segments_for(settings))
+    segments = segments_for(settings)
     for step in steps:
+        select = step_audience(segments, campaign, step)
         kind = step.channel_class
         channel = get_channel(kind.name, kind.account_for(settings, step.account))
         if not kind.per_recipient:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from .. import formats
+from ..authoring.advocacy import QuietHours
 from ..authoring.campaigns import Campaign, Step, root_step
 
 UTC = UTC
@@ -77,6 +78,11 @@ def occurrences(campaign: Campaign, step: Step, start: datetime, end: datetime) 
     reaches the wall-clock time, so every recipient's delivery exists before it is due.
     """
     anchor, delay = root_step(campaign, step)
+    before = anchor.schedule.before_event
+    if before is not None:
+        # one occurrence per stop of the campaign's events: that stop's start, less `before`
+        stops = campaign.placed_events.stops if campaign.placed_events is not None else ()
+        return sorted({s.start - before + delay for s in stops if start < s.start - before + delay <= end})
     zone = anchor.schedule.zone
     assert zone is not None
     lead = EARLIEST_OFFSET if step.schedule.local_time else timedelta(0)
@@ -112,6 +118,33 @@ def local_due(campaign: Campaign, step: Step, occurrence: datetime, recipient_zo
     except ValueError:  # e.g. `Asia`, stored before the importer checked zones
         zone = sched_zone
     return resolve_wall_time(wall, zone).astimezone(UTC) + delay
+
+
+def outside_quiet(instant: datetime, recipient_zone: str | None, quiet: QuietHours, default: ZoneInfo) -> datetime:
+    """`instant`, or the end of the recipient's quiet hours when it falls inside them (21:00 to
+    08:00 moves a 23:30 send to 08:00 the next morning in their zone). An unknown zone is read
+    as `default` (the schedule's)."""
+    try:
+        zone = ZoneInfo(recipient_zone) if recipient_zone else default
+    except (ValueError, KeyError, IsADirectoryError):
+        zone = default
+    local = instant.astimezone(zone)
+    if not quiet.contains(local.time()):
+        return instant
+    day = local.date()
+    if quiet.start > quiet.end and local.time() >= quiet.start:  # before midnight: ends tomorrow
+        day += timedelta(days=1)
+    return resolve_wall_time(datetime.combine(day, quiet.end), zone).astimezone(UTC)
+
+
+def quiet_until(campaign: Campaign, step: Step, recipient_zone: str | None, instant: datetime) -> datetime:
+    """`instant` moved out of the campaign's quiet hours in the recipient's zone (unchanged for
+    an urgent step, or a campaign without quiet hours)."""
+    quiet = getattr(campaign, "quiet_hours", None)  # built-in campaigns have none
+    if quiet is None or step.urgent:
+        return instant
+    default = root_step(campaign, step)[0].schedule.zone or ZoneInfo("UTC")
+    return outside_quiet(instant, recipient_zone, quiet, default)
 
 
 def now_utc() -> datetime:

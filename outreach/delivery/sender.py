@@ -41,9 +41,11 @@ from ..errors import (
 from ..models import FeedbackKind, RunStatus
 from ..store import AnyRow, feedback
 from ..store.overview import reason_of
+from ..store import AnyRow
+from ..store.actions import acted_among
 from .planner import find_step
 from .runtime import Runtime
-from .scheduling import now_utc
+from .scheduling import now_utc, quiet_until
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +185,15 @@ def _send_run_group(rt: Runtime, run_id: int, rows: list[AnyRow], book: _Book, e
         recipients = store.load_for_sending(rt.engine, [r.subscriber_id for r in rows if r.subscriber_id],
                                             rt.settings.subscribers.attributes, step.reaches)
         sendable = []
+        # a reminder "to those who have not acted" skips whoever acted since it was planned
+        waiting = step.audience.not_acted if step.audience is not None else None
+        acted = acted_among(rt.engine, recipients, waiting.campaign or campaign.name,
+                            waiting.action) if waiting is not None else set()
         for row in rows:
             loaded = recipients.get(row.subscriber_id) if row.subscriber_id else None
             reason = "subscriber was deleted" if loaded is None else loaded.excluded
+            if reason is None and row.subscriber_id in acted:
+                reason = f"already did {waiting.action if waiting else ''}"
             if reason:
                 book.skipped(row, reason)
                 continue
@@ -291,7 +299,11 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, ro
             if row.attempts >= rt.settings.dispatch.max_attempts:
                 book.failed(row, f"gave up after {row.attempts} attempts: {result}", progress=progress)
             else:
-                book.retry(row, str(result), now_utc() + backoff(rt, row.attempts), progress=progress)
+                # a retry waits out the recipient's quiet hours too
+                loaded = recipients.get(row.subscriber_id) if row.subscriber_id else None
+                zone = loaded.subscriber.timezone if loaded is not None else None
+                until = quiet_until(campaign, step, zone, now_utc() + backoff(rt, row.attempts))
+                book.retry(row, str(result), until, progress=progress)
         else:
             raise result
 

@@ -305,8 +305,7 @@ def _send_and_watch(settings: Settings, services: Services, worker: subprocess.P
     run_ids: list[int] = []
     already = 0
     for campaign in rt.campaigns().values():
-        for step in campaign.steps:
-            occurrence = next_occurrence(campaign, step, now)
+        for step, occurrence in ((s, o) for s in campaign.steps for o in demo_occurrences(campaign, s, now)):
             run_id = delivery.create_run_now(rt, campaign, step, now, occurrence=occurrence, due_at=now)
             if run_id is not None:
                 run_ids.append(run_id)
@@ -328,6 +327,17 @@ def _send_and_watch(settings: Settings, services: Services, worker: subprocess.P
     if worker.poll() is not None:
         console.print(f"[red]the worker exited with status {worker.returncode}; see var/demo-worker.log[/red]")
     return summary(rt, services, run_ids, time.monotonic() - started, console)
+
+
+def demo_occurrences(campaign: Campaign, step: Step, now: datetime) -> list[datetime]:
+    """What the demo sends of a step: its next occurrence, or for a step sent before each event,
+    one per stop (each to that stop's people)."""
+    from ..authoring.campaigns import root_step
+    from ..delivery.scheduling import occurrences
+
+    if root_step(campaign, step)[0].schedule.before_event is not None:
+        return occurrences(campaign, step, datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+    return [next_occurrence(campaign, step, now)]
 
 
 def next_occurrence(campaign: Campaign, step: Step, now: datetime) -> datetime:

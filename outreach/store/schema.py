@@ -115,6 +115,10 @@ subscribers = sa.Table(
     # Chosen on the preferences page: left out of every audience, and skipped at send time,
     # until then.
     sa.Column("paused_until", UTCDateTime()),
+    # Where the person is (given in the CSV, or derived from city and country by the
+    # importer): the advocacy target and the nearest event are found by distance from here.
+    sa.Column("latitude", sa.Float()),
+    sa.Column("longitude", sa.Float()),
     sa.CheckConstraint(_in("status", SubscriberStatus), name="status"),
     sa.Index(None, "status", "country"),
     sa.Index(None, "timezone"),
@@ -219,6 +223,21 @@ delivery_events = sa.Table(
     # "the last errors": the newest failed/retried/unknown events without reading the millions
     # of `sent` ones around them
     sa.Index(None, "kind", "at"),
+)
+
+actions = sa.Table(
+    "actions", metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("subscriber_id", BigId, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("campaign", sa.String(200), nullable=False),
+    # A name the campaign declares under `actions:` (e.g. sent_letter, posted).
+    sa.Column("action", sa.String(64), nullable=False),
+    # The office the supporter's letter went to, as resolved when they acted (for counts per target).
+    sa.Column("target", sa.String(200)),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    # An action is recorded once: a second click, a retried POST or two tabs change nothing.
+    sa.UniqueConstraint("subscriber_id", "campaign", "action"),
+    sa.Index(None, "campaign", "action"),
 )
 
 scheduler_state = sa.Table(

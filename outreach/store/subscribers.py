@@ -21,7 +21,8 @@ from .schema import subscriber_tags, subscribers, suppressions, utcnow
 T = TypeVar("T")
 BATCH_SIZE = 1000
 # Columns an update leaves as stored when the new value is None ("not given").
-_KEPT = ("name", "city", "region", "country", "timezone", "language", "consent_source", "consent_at")
+_KEPT = ("name", "city", "region", "country", "timezone", "language", "consent_source", "consent_at", "latitude",
+         "longitude")
 _s, _t, _x = subscribers, subscriber_tags, suppressions
 # Statuses an import never changes.
 _STAYS = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
@@ -155,7 +156,8 @@ def _subscriber(row: AnyRow, tags: Iterable[str], attributes: Iterable[str] = ()
                       timezone=row.timezone, language=row.language, tags=tuple(sorted(tags)),
                       attrs=MappingProxyType(attrs), status=_STATUS[row.status],
                       consent_source=row.consent_source, consent_at=row.consent_at, id=row.id,
-                      link_id=row.link_id)
+                      link_id=row.link_id, latitude=getattr(row, "latitude", None),
+                      longitude=getattr(row, "longitude", None))
 
 
 def _tags_of(conn: sa.Connection, ids: list[int]) -> dict[int, list[str]]:
@@ -244,7 +246,7 @@ def load_for_sending(bind: Bind, ids: Iterable[int], attributes: Iterable[str] =
     # batch, and attribute access on rows and the timestamps' conversion were a third of it
     rows_stmt = sa.select(_s.c.id, _s.c.email, _s.c.name, _s.c.city, _s.c.region, _s.c.country, _s.c.timezone,
                           _s.c.language, _s.c.attrs, _s.c.status, suppressed, _s.c.link_id,
-                          _s.c.paused_until).where(_s.c.id.in_(id_list))
+                          _s.c.paused_until, _s.c.latitude, _s.c.longitude).where(_s.c.id.in_(id_list))
     defaults = dict.fromkeys(attributes)
     now = utcnow()
 
@@ -252,12 +254,12 @@ def load_for_sending(bind: Bind, ids: Iterable[int], attributes: Iterable[str] =
         tags = _tags_of(conn, id_list)
         out = {}
         for (sid, email, name, city, region, country, zone, language, attrs, status, blocked, link_id,
-             paused) in conn.execute(rows_stmt):
+             paused, latitude, longitude) in conn.execute(rows_stmt):
             state = _STATUS[status]
             sub = Subscriber(email=email, name=name, city=city, region=region, country=country, timezone=zone,
                              language=language, tags=tuple(sorted(tags.get(sid, ()))),
                              attrs=MappingProxyType({**defaults, **(attrs or {})}), status=state, id=sid,
-                             link_id=link_id)
+                             link_id=link_id, latitude=latitude, longitude=longitude)
             excluded = ("suppressed" if blocked else
                         f"subscriber is {status}" if state not in statuses else
                         f"paused until {paused:%Y-%m-%d}" if paused is not None and paused > now else None)

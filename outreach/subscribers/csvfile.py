@@ -21,6 +21,10 @@ Import rules (also in `outreach subscribers import --help`):
   date, wrong number of fields, CR/LF or NUL inside a field, invalid UTF-8, over-long value)
   is reported as `FILE:LINE: reason` and skipped; the other rows are imported. Bad rows are
   filtered out before anything is written, so a bad file never damages stored rows;
+- a row with a city and a country but no region, coordinates or time zone gets them from
+  the offline GeoNames data (places.py); a city that is unknown, or shared by several places
+  none of which is far bigger (Portland, Springfield), is reported as `FILE:LINE: note:` and
+  the row is imported without a place: add its region or its latitude and longitude;
 - export writes a cell starting with =, +, -, @, tab or CR with a leading apostrophe (so no
   spreadsheet runs it as a formula); import removes that apostrophe again.
 Memory stays flat whatever the file size: lines are read one at a time and written in batches.
@@ -163,10 +167,30 @@ class _Header:
         return make_subscriber(values, attrs)
 
 
-def read_csv(stream: BinaryIO, filename: str,
-             report: Callable[[str], None]) -> Iterator[Subscriber]:
+def place(sub: Subscriber) -> Subscriber:
+    """The subscriber with the region, coordinates and time zone of their city filled in where
+    the file left them empty (offline GeoNames data, see places.py); Unplaced when the city is
+    unknown or ambiguous. What the file gives is kept: a region picks among cities of one name."""
+    from ..places import locate
+
+    if not sub.city or not sub.country or (sub.latitude is not None and sub.region and sub.timezone):
+        return sub
+    found = locate(sub.city, sub.country, sub.region)
+    return sub.replace(region=sub.region or found.region,
+                       latitude=sub.latitude if sub.latitude is not None else found.latitude,
+                       longitude=sub.longitude if sub.longitude is not None else found.longitude,
+                       timezone=sub.timezone or found.timezone)
+
+
+def read_csv(stream: BinaryIO, filename: str, report: Callable[[str], None], *,
+             note: Callable[[str], None] | None = None) -> Iterator[Subscriber]:
     """Valid records of a subscriber CSV; each bad row goes to `report` as `FILE:LINE: reason`.
-    Raises DataError when the file has no usable header."""
+    Raises DataError when the file has no usable header.
+
+    With `note`, each row is placed (`place`): a city that cannot be placed goes to `note` as
+    `FILE:LINE: note: reason` and the row is still read, without a place."""
+    from ..places import Unplaced
+
     records = _records(stream)
     first = next(records, None)
     if first is None:
@@ -178,19 +202,30 @@ def read_csv(stream: BinaryIO, filename: str,
     for number, fields, error in records:
         if error is None:
             try:
-                yield header.record(fields or [])
-                continue
+                record = header.record(fields or [])
             except DataError as exc:
                 error = str(exc)
             except Exception as exc:  # a value no check foresaw costs its row, never the file
                 error = f"this row could not be read ({type(exc).__name__}: {exc})"
+            else:
+                if note is not None:
+                    try:
+                        record = place(record)
+                    except Unplaced as exc:
+                        note(f"{filename}:{number}: note: {exc}; imported without a place (the nearest office "
+                             "and event need one)")
+                yield record
+                continue
         report(f"{filename}:{number}: {error}")
 
 
 def import_csv(bind: Bind, stream: BinaryIO, filename: str,
                report: Callable[[str], None] = lambda _: None,
-               default_status: SubscriberStatus = DEFAULT_IMPORT_STATUS) -> ImportResult:
-    """Stream a subscriber CSV (opened in binary) into the store; see the module docstring."""
+               default_status: SubscriberStatus = DEFAULT_IMPORT_STATUS,
+               note: Callable[[str], None] | None = None) -> ImportResult:
+    """Stream a subscriber CSV (opened in binary) into the store; see the module docstring.
+    Every row is placed (region, coordinates, zone from its city when the file lacks them);
+    a city that cannot be placed goes to `note` (else to `report`) without costing its row."""
     skipped = 0
 
     def counting(line: str) -> None:
@@ -200,7 +235,8 @@ def import_csv(bind: Bind, stream: BinaryIO, filename: str,
 
     from ..store import subscribers as stored  # reading a file (samples, validate) needs no database
 
-    result = stored.upsert(bind, read_csv(stream, filename, counting), default_status=default_status)
+    result = stored.upsert(bind, read_csv(stream, filename, counting, note=note or report),
+                           default_status=default_status)
     result.skipped = skipped
     return result
 

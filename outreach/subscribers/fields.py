@@ -139,6 +139,18 @@ def _tags(text: str) -> tuple[str, ...]:
     return tags
 
 
+def _degrees(limit: float, what: str) -> Callable[[str], float]:
+    def check(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise DataError(f"{what} {raw.strip()!r} is not a number of degrees, e.g. 38.9") from None
+        if not -limit <= value <= limit:  # also NaN, which compares false
+            raise DataError(f"{what} {raw.strip()!r} is not between -{limit:g} and {limit:g}")
+        return value
+    return check
+
+
 def make_subscriber(values: Mapping[str, str | None], attrs: Mapping[str, str | None] | None = None) -> Subscriber:
     """Validate raw text values (CSV cells, form fields) into a Subscriber; raise DataError
     listing every problem. An empty value is "not given" (None)."""
@@ -180,6 +192,10 @@ def make_subscriber(values: Mapping[str, str | None], attrs: Mapping[str, str | 
     take("consent_source", text("consent_source"))
     take("consent_at", parse_timestamp)
     take("tags", _tags)
+    take("latitude", _degrees(90, "latitude"))
+    take("longitude", _degrees(180, "longitude"))
+    if ("latitude" in out) != ("longitude" in out) and not problems:
+        problems.append("give both latitude and longitude, or neither")
     if problems:
         raise DataError("; ".join(problems))
     clean_attrs = {k: v.strip() for k, v in (attrs or {}).items() if v is not None and v.strip()}

@@ -1,7 +1,6 @@
 """The app factory: one Starlette app made of areas, each a module with `routes()`.
 
-    AREAS = health, subscriber, admin, metrics, webhooks   (action pages join here as an
-                                                           area of their own)
+    AREAS = health, subscriber, admin, metrics, webhooks, act
 
 Around every route: the access log (no tokens, no addresses), the security headers, and one
 error page for what no route matched or what failed (a person gets a plain page in their
@@ -24,7 +23,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from ..settings import Settings
-from . import admin, health, metrics, subscriber, webhooks
+from . import act, admin, health, metrics, subscriber, webhooks
 from .access_log import AccessLog
 from .pages import language, message
 from .security import SecurityHeaders, origin_of
@@ -34,7 +33,7 @@ log = logging.getLogger(__name__)
 
 # Each area: a function returning its routes. A new area is one more line.
 AREAS: list[Callable[[], list[BaseRoute]]] = [health.routes, subscriber.routes, admin.routes, metrics.routes,
-                                              webhooks.routes]
+                                              webhooks.routes, act.routes]
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -148,6 +148,7 @@ def test_every_sample_email_passes_a_strict_server_and_parses_back(smtp_server, 
     from email import message_from_bytes, policy
     from html import unescape
 
+    from outreach.authoring.events import outside_step
     from outreach.authoring.validation import validate
     from outreach.content.compose import Composer
     from outreach.content.links import LinkSigner
@@ -160,7 +161,8 @@ def test_every_sample_email_passes_a_strict_server_and_parses_back(smtp_server, 
     composer = Composer(settings, LinkSigner("k", settings.base_url))
     letters = [((c.name, s.id, r.email), SmtpChannel.compose(composer, c, s, r))
                for c in validate(settings).campaigns.campaigns.values()
-               for s in c.steps if s.channel_class is SmtpChannel for r in sample_subscribers(settings)]
+               for s in c.steps if s.channel_class is SmtpChannel for r in sample_subscribers(settings)
+               if not outside_step(c, s, r)]  # (a tour's steps never render for people beyond its stops)
     sink, controller = smtp_server
     # when they are sent as one stream
     with SmtpChannel(smtp_account(controller)) as channel:

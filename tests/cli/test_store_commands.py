@@ -84,7 +84,7 @@ def test_export_to_stdout_and_file(run, tmp_path):
     run("subscribers", "import", str(tmp_path / "in.csv"))
     out = run("subscribers", "export")
     assert out.exit_code == 0
-    assert out.stdout.splitlines()[1].startswith("a@example.org,,,,,,,x;y,confirmed,,,SMU")  # region is the 4th column
+    assert out.stdout.splitlines()[1].startswith("a@example.org,,,,,,,x;y,confirmed,,,,,SMU")  # region: 4th
     assert run("subscribers", "export", str(tmp_path / "out.csv")).exit_code == 0
     assert (tmp_path / "out.csv").read_text() == out.stdout
 

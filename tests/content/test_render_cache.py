@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from outreach.authoring.events import outside_step
 from outreach.authoring.validation import validate
 from outreach.channels import SmtpChannel
 from outreach.content.compose import Composer
@@ -33,6 +34,8 @@ def test_cached_renders_equal_full_renders_for_every_sample(monkeypatch):
             files = SmtpChannel.template_files(step.template)
             assert cached._plan(tuple(files.values())) is not None, f"{step.template} should be cacheable"
             for r in recipients:
+                if outside_step(campaign, step, r):
+                    continue  # the step never renders for them (beyond every stop of a tour)
                 # when composed through the cache and by a fresh full render
                 got = SmtpChannel.compose(cached, campaign, step, r)
                 full = Composer(settings, LinkSigner("k", settings.base_url), cache=False)

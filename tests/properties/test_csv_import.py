@@ -80,4 +80,5 @@ def test_an_import_stores_what_it_read_and_counts_every_row(engine, data):
     with bounded(20):
         result = import_csv(engine, io.BytesIO(data), "subs.csv", reports.append)
     assert result.inserted + result.updated == len(read)
-    assert result.skipped == len(reports)
+    # (a city it cannot place is a note: the row is imported all the same)
+    assert result.skipped == len([r for r in reports if ": note: " not in r])

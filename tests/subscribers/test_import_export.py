@@ -155,7 +155,7 @@ def test_export_streams_the_import_format_and_round_trips(engine):
     assert export_csv(engine, out) == 2
     text = out.getvalue()
     assert text.splitlines()[0] == ("email,name,city,region,country,timezone,language,tags,status,consent_source,"
-                                    "consent_at,chapter")
+                                    "consent_at,latitude,longitude,chapter")
     with engine.connect() as conn:
         before = {r.email: r._asdict() for r in conn.execute(sa.select(subscribers))}
     with engine.begin() as conn:
