@@ -40,9 +40,8 @@ from ..errors import (
 )
 from ..models import FeedbackKind, RunStatus
 from ..store import AnyRow, feedback
-from ..store.overview import reason_of
-from ..store import AnyRow
 from ..store.actions import acted_among
+from ..store.overview import reason_of
 from .planner import find_step
 from .runtime import Runtime
 from .scheduling import now_utc, quiet_until
