@@ -18,22 +18,25 @@ from tests.worker.conftest import (
 def test_send_now_reaches_every_eligible_subscriber_once_and_posts_one_thread(
         project, engine, sink, x_api, procs, celery_app):
     # given 30 advocates, plus an unsubscribed one, a suppressed one and one without the tag
-    # (a lease far longer than the test: only the queueing done by `send` itself can deliver in time)
+    # (a lease far longer than the test: what `send` does not queue is not sent in time)
     project.configure(sink.port, x_api.base, dispatch="{batch_size: 10, lease: 5m}")
     eligible = add_people(engine, 30)
     add_people(engine, 2, start=100)
     store.set_status(engine, "person100@example.org", "unsubscribed")
     store.suppress(engine, "person101@example.org", "asked by phone")
     add_people(engine, 1, start=200, tags="donor")
-    # and a worker on every queue, and the beat ticking every second
+    # and a worker on every queue
     procs.worker("email,social,control", 2, name="worker")
-    procs.beat()
     wait_for_workers(celery_app, procs)
 
     # when an operator sends the campaign now with the real CLI
     result = procs.run("send", "alert", "--now", name="send")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "queued now: {'email': 30}" in result.stdout, result.stdout
+    # and the beat, ticking every second, starts only now: running before, its tick could find
+    # the new run's deliveries due and queue them first (they would still go, once, but
+    # `send` would not be what queued them)
+    procs.beat()
 
     # then, once the tweet's 2 s delay has passed and the beat queued it, everything is sent
     runs = run_ids(engine)
