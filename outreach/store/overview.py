@@ -143,8 +143,11 @@ _NUMBER = re.compile(r"(?<![\w.])\d{4,}(?![\w.])|\b[0-9a-f]{12,}\b", re.IGNORECA
 
 def reason_of(detail: str | None) -> str:
     """An error's reason without what is particular to one message (addresses, ids)."""
-    text = (detail or "no reason given").strip().splitlines()[0] if (detail or "").strip() else "no reason given"
-    return _NUMBER.sub("…", _ADDRESS.sub("<address>", text))[:300]
+    lines = (detail or "").strip().splitlines()
+    # the first line, stripped again: splitlines also ends a line at \x1c-\x1e and \x85,
+    # which strip() alone would have left inside the text
+    text = lines[0].strip() if lines else ""
+    return _NUMBER.sub("…", _ADDRESS.sub("<address>", text or "no reason given"))[:300].strip()
 
 
 def recent_errors(bind: Bind, since: datetime, limit: int = 500, *, run_ids: Sequence[int] | None = None
