@@ -250,3 +250,11 @@ def test_a_retry_waits_out_the_recipients_quiet_hours(world, engine):
     with engine.connect() as conn:
         due = conn.execute(sa.select(deliveries.c.due_at).where(deliveries.c.id == ids[0])).scalar_one()
     assert due - now < timedelta(hours=1)
+
+
+def test_a_reminder_whose_stop_moved_since_its_run_was_made_goes_to_nobody(world, engine):
+    rt, _, _, _ = world
+    join(engine, "dallas@example.org", "Dallas")
+    # a run made for a time that is no stop's (the stop was moved after the run was created)
+    run = create_run(engine, "cta", "day-before", datetime(2030, 3, 1, 0, 0, tzinfo=UTC))
+    assert plan_run(rt, run) == 0
