@@ -55,6 +55,7 @@ class DeliveryState(StrEnum):
     SKIPPED = "skipped"      # not sent on purpose (unsubscribed or suppressed since planning)
     UNKNOWN = "unknown"      # may or may not have arrived: never resent by itself
     CANCELLED = "cancelled"  # its run was cancelled before it went out
+    PAUSED = "paused"        # its run is paused: held, sent when the run is resumed
 
     @property
     def active(self) -> bool:
@@ -63,7 +64,7 @@ class DeliveryState(StrEnum):
 
 
 ACTIVE_STATES = frozenset({DeliveryState.PENDING, DeliveryState.QUEUED, DeliveryState.SENDING,
-                           DeliveryState.RETRY})
+                           DeliveryState.RETRY, DeliveryState.PAUSED})
 FINAL_STATES = frozenset(DeliveryState) - ACTIVE_STATES
 
 

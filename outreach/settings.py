@@ -35,6 +35,7 @@ from .formats import parse_duration as parse_duration  # where settings and camp
 from .formats import zone as _zone
 
 ENV_PREFIX = "OUTREACH_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 AccountT = TypeVar("AccountT")
 class Strict(BaseModel):
     """Unknown keys are errors: a typo must not silently do nothing."""
@@ -289,6 +290,10 @@ class Settings(Strict):
     # records what it would send instead, per channel (SANDBOX/x/tweets.jsonl): the demo's
     # sandbox. Unset (the default), such an account is an error naming the variables to set.
     sandbox_dir: Path | None = None
+    # The least severe log events the worker, beat and web processes write (one JSON line
+    # each, outreach/logs.py): DEBUG, INFO, WARNING, ERROR or CRITICAL. OUTREACH_LOG_LEVEL,
+    # or a command's --loglevel, overrides it.
+    log_level: str = "INFO"
 
     _source: Path | None = PrivateAttr(default=None)
     _doc: yamlfile.Located | None = PrivateAttr(default=None)
@@ -309,6 +314,14 @@ class Settings(Strict):
     def _tz(cls, v: str) -> str:
         _zone(v)
         return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str) -> str:
+        level = v.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{v!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @field_validator("previous_secret_keys", mode="before")
     @classmethod
@@ -390,7 +403,7 @@ def _account(accounts: Mapping[str, AccountT], name: str | None, kind: str) -> A
 # --- layering ------------------------------------------------------------------------------
 
 # Top-level keys that may be overridden by OUTREACH_<KEY>; nested keys by OUTREACH__A__B.
-_ENV_KEYS = ("database_url", "redis_url", "base_url", "secret_key", "previous_secret_keys", "timezone")
+_ENV_KEYS = ("database_url", "redis_url", "base_url", "secret_key", "previous_secret_keys", "timezone", "log_level")
 _SMTP_SECRETS = ("password", "username")
 _X_SECRETS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret", "user_token")
 

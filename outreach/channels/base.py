@@ -267,8 +267,13 @@ class Channel:
     @property
     def limits(self) -> list[Limit]:
         """The account's configured limits, else the channel's defaults."""
-        configured = getattr(self.account, "limits", None)
-        return list(configured) if configured else list(self.default_limits)
+        return self.limits_of(self.account)
+
+    @classmethod
+    def limits_of(cls, account: Any) -> list[Limit]:
+        """`limits` of an account without building its channel (`outreach status`)."""
+        configured = getattr(account, "limits", None)
+        return list(configured) if configured else list(cls.default_limits)
 
     @property
     def limit_key(self) -> str:

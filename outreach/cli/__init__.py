@@ -1,8 +1,9 @@
 """The `outreach` command: one click group, commands grouped by the operator's nouns.
 
-    campaigns.py    validate, preview, audience
+    campaigns.py    validate, preview, audience, schedule
     subscribers.py  subscribers import/export, suppress, unsuppress
-    runs.py         send, tick, status, resend-unknown
+    runs.py         send, tick, resend-unknown, runs pause/resume/cancel/retry
+    status.py       status (one snapshot of runs, queues, workers, limits, errors)
     services.py     db upgrade, worker, beat, web, demo
 
 Commands are thin: each loads settings once (lazily, so `validate` can report a broken
@@ -24,6 +25,7 @@ import click
 from ..errors import OutreachError, ValidationFailed
 
 if TYPE_CHECKING:
+    import redis
     import sqlalchemy as sa
     from celery import Celery
 
@@ -83,6 +85,13 @@ class Context:
         for key, value in self.overrides.items():
             if value:
                 os.environ[f"OUTREACH_{key.upper()}"] = value
+
+    def broker_redis(self) -> redis.Redis:
+        """The Redis holding the Celery queues (OUTREACH_BROKER_URL, else redis_url)."""
+        import redis as redis_lib
+
+        return redis_lib.Redis.from_url(os.environ.get("OUTREACH_BROKER_URL") or self.settings.redis_url,
+                                        socket_connect_timeout=5, socket_timeout=5)
 
     def celery(self) -> Celery:
         """Our Celery app (broker: OUTREACH_BROKER_URL or redis_url) made current. Tasks are
@@ -175,9 +184,9 @@ def cli(ctx: click.Context, root: Path, config: Path | None, database_url: str |
 
 
 def _register() -> None:
-    from . import campaigns, runs, services, subscribers
+    from . import campaigns, runs, services, status, subscribers
 
-    for module in (campaigns, subscribers, runs, services):
+    for module in (campaigns, subscribers, runs, status, services):
         for command in module.COMMANDS:
             cli.add_command(command)
 

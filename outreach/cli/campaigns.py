@@ -1,4 +1,4 @@
-"""Commands about campaigns: `validate`, `preview`, `audience`."""
+"""Commands about campaigns: `validate`, `preview`, `audience`, `schedule`."""
 from __future__ import annotations
 
 import sys
@@ -82,4 +82,44 @@ def audience(obj: Context, campaign: str, step_id: str | None, sample_size: int)
         click.echo(f"  ... and {count - len(sample)} more")
 
 
-COMMANDS = (validate, preview, audience)
+@click.command("schedule")
+@click.option("--days", default=7.0, show_default=True, type=click.FloatRange(min=0, max=366, min_open=True),
+              help="How far ahead to look.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per occurrence, one a line.")
+@click.pass_obj
+def schedule(obj: Context, days: float, as_json: bool) -> None:
+    """The coming sends of every step: when (in the manager's zone and in UTC), to how many,
+    and for steps sent at each recipient's local time, when the first and the last get it."""
+    import json
+
+    from ..observe import coming
+
+    rt = obj.runtime()
+    found = coming(rt, days)
+    zone = rt.settings.timezone
+    for occ in found.occurrences:
+        if as_json:
+            click.echo(json.dumps(occ.to_dict(), sort_keys=True))
+            continue
+        who = (f"{occ.audience} recipient{'' if occ.audience == 1 else 's'}" if occ.audience is not None
+               else "one post")
+        line = (f"{occ.local:%Y-%m-%d %H:%M} {zone}  ({occ.at:%Y-%m-%d %H:%M} UTC)  {occ.campaign}/{occ.step}  "
+                f"{occ.channel}  {who}")
+        if occ.local_time and occ.first and occ.last:
+            line += (f"  local time: first {occ.first:%Y-%m-%d %H:%M} UTC, last {occ.last:%Y-%m-%d %H:%M} UTC")
+        if occ.run_id is not None:
+            line += f"  [run {occ.run_id}: {occ.run_status}]"
+        click.echo(line)
+    if not found.occurrences and not as_json:
+        click.echo(f"nothing is scheduled in the next {days:g} days")
+    for name, reason in found.problems.items():
+        click.secho(f"campaign {name}: {reason}", fg="red", err=True)
+    if not as_json:
+        rejected = rt.catalog.rejected()
+        if rejected:
+            click.echo("not scheduled (fix these, then run `outreach validate`):", err=True)
+            for problem in rejected:
+                click.echo(f"  {problem}", err=True)
+
+
+COMMANDS = (validate, preview, audience, schedule)

@@ -1,19 +1,16 @@
-"""Progress of runs for operators: a live bar per run, and a summary table."""
+"""Progress of runs for operators: a live bar per run (`send --wait`), and what the scheduler
+leaves out (`status`)."""
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Sequence
 
-import sqlalchemy as sa
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from .. import store
 from ..delivery.runtime import Runtime
 from ..models import FINAL_STATES
-from ..store.schema import runs
 
 
 def _line(counts: dict[str, int]) -> tuple[int, int, str]:
@@ -54,45 +51,6 @@ def watch(rt: Runtime, run_ids: Sequence[int], echo: Callable[[str], None], time
             time.sleep(0.25)
 
 
-def status_table(rt: Runtime, limit: int, echo: Callable[[str], None], console: Console | None = None) -> None:
-    with rt.engine.connect() as conn:
-        rows = conn.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(limit)).all()
-    table = Table(title="runs (newest first)")
-    for col in ("run", "campaign/step", "occurrence (UTC)", "status", "sent", "retry", "failed",
-                "skipped", "unknown", "remaining"):
-        table.add_column(col, justify="right" if col in ("run", "sent", "retry", "failed", "skipped",
-                                                        "unknown", "remaining") else "left")
-    for run in rows:
-        counts = store.run_progress(rt.engine, run.id)
-        total, done, _ = _line(counts)
-        table.add_row(str(run.id), f"{run.campaign}/{run.step}", run.occurrence.strftime("%Y-%m-%d %H:%M"),
-                      run.status, *(str(counts[s]) for s in ("sent", "retry", "failed", "skipped", "unknown")),
-                      str(total - done))
-    # a log or a pipe gets the full table, not one squeezed into 80 columns
-    (console or Console(width=None if sys.stdout.isatty() else 140)).print(table)
-    actions_table(rt, echo)
-    not_scheduled(rt, echo)
-
-
-def actions_table(rt: Runtime, echo: Callable[[str], None]) -> None:
-    """What supporters recorded ("I sent it"), per campaign and action, then per target (the
-    office each letter went to)."""
-    from ..store.actions import action_counts
-
-    counts = action_counts(rt.engine)
-    if not counts:
-        return
-    echo("actions:")
-    totals: dict[tuple[str, str], int] = {}
-    for c in counts:
-        totals[(c.campaign, c.action)] = totals.get((c.campaign, c.action), 0) + c.count
-    for (campaign, action), total in totals.items():
-        echo(f"  {campaign}  {action}: {total}")
-        for c in counts:
-            if (c.campaign, c.action) == (campaign, action) and c.target is not None:
-                echo(f"    {c.count:>6}  {c.target}")
-
-
 def not_scheduled(rt: Runtime, echo: Callable[[str], None]) -> None:
     """The campaign files the scheduler leaves out (they do not validate) and the campaigns
     whose schedule it cannot compute: what the beat's log says, for an operator who looks here."""
@@ -109,19 +67,3 @@ def not_scheduled(rt: Runtime, echo: Callable[[str], None]) -> None:
     for name, reason in failing.items():
         echo(f"  campaign {name}: {reason}")
 
-
-def paused_accounts(rt: Runtime, echo: Callable[[str], None]) -> None:
-    """Accounts every worker holds back (a provider's rate limit, a configuration error), and
-    why: what a run's `retry` count is waiting for."""
-    from datetime import UTC, datetime
-
-    from ..errors import TransientError
-
-    try:
-        pauses = rt.limiter.pauses()
-    except TransientError as exc:
-        echo(f"paused accounts: unknown ({exc})")
-        return
-    for pause in pauses:
-        until = datetime.fromtimestamp(pause.until, UTC)
-        echo(f"account {pause.account} is paused until {until:%Y-%m-%d %H:%M:%S} UTC: {pause.why or 'by an operator'}")

@@ -1,15 +1,22 @@
-"""Commands about runs: `send`, `tick`, `status`, `resend-unknown`.
+"""Commands about runs: `send`, `tick`, `resend-unknown`, and `runs pause|resume|cancel|retry`.
 
 `send` creates runs through the same functions the beat uses, so a manual send follows every
 rule a scheduled one does.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from . import Context, _redacted
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from ..store import AnyRow
 
 # The note of a run that `send --now` created and could not queue: the same command reuses it.
 INTERRUPTED = "send --now could not queue it"
@@ -120,18 +127,6 @@ def tick(obj: Context) -> None:
         click.secho(f"campaign {name} not scheduled in this tick: {reason}", fg="red", err=True)
 
 
-@click.command()
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
-@click.pass_obj
-def status(obj: Context, limit: int) -> None:
-    """Recent runs and their deliveries by state."""
-    from .progress import paused_accounts, status_table
-
-    rt = obj.runtime()
-    status_table(rt, limit, click.echo)
-    paused_accounts(rt, click.echo)
-
-
 @click.command("resend-unknown")
 @click.argument("run_id", type=int)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -158,4 +153,167 @@ def resend_unknown(obj: Context, run_id: int, yes: bool) -> None:
         click.echo(f"{moved} deliveries of run {run_id} are pending again; the beat queues them on its next tick")
 
 
-COMMANDS = (send, tick, status, resend_unknown)
+@click.group("runs")
+def runs() -> None:
+    """Pause, resume, cancel or retry a run (RUN: its number, as `outreach status` shows it).
+
+    These act at once for every worker on every host: the ledger holds the run's deliveries,
+    and a worker that had already claimed some hands them back before sending them."""
+
+
+RUN = click.argument("run_id", metavar="RUN", type=click.IntRange(min=1))
+WAIT = click.option("--wait", "wait_seconds", default=30.0, show_default=True, type=click.FloatRange(0, 3600),
+                    help="Seconds to wait for workers to hand back what they had already claimed.")
+
+
+@runs.command("pause")
+@RUN
+@click.option("--why", default="paused by an operator", show_default=True,
+              help="Why: shown by `outreach status` and the dashboard.")
+@WAIT
+@click.pass_obj
+def pause(obj: Context, run_id: int, why: str, wait_seconds: float) -> None:
+    """Stop sending a run until it is resumed. When this returns, nothing more of it is sent,
+    except what a worker had already handed to a provider."""
+    from ..store import pause_run
+
+    with obj.engine() as engine:
+        run = _run(engine, run_id)
+        if run.status == "paused":
+            click.echo(f"run {run_id} ({run.campaign}/{run.step}) is already paused: {run.reason or 'no reason given'}")
+            return
+        if not pause_run(engine, run_id, _reason(why)):
+            raise click.ClickException(
+                f"run {run_id} ({run.campaign}/{run.step}) is {_run(engine, run_id).status}: only a run being "
+                "planned or sent can be paused")
+        held = _count(engine, run_id, "paused")
+        click.echo(f"run {run_id} ({run.campaign}/{run.step}) paused: {held} deliveries held")
+        _settle(engine, run_id, wait_seconds, "paused")
+        click.echo(f"resume it with `outreach runs resume {run_id}`")
+
+
+@runs.command("resume")
+@RUN
+@click.pass_obj
+def resume(obj: Context, run_id: int) -> None:
+    """Send a paused run again: its deliveries go out as planned (at once where that has passed)."""
+    from ..store import resume_run
+
+    with obj.engine() as engine:
+        run = _run(engine, run_id)
+        held = _count(engine, run_id, "paused")
+        if resume_run(engine, run_id):
+            click.echo(f"run {run_id} ({run.campaign}/{run.step}) resumed: {held} deliveries due again; the beat "
+                       "queues them on its next tick")
+            return
+        status = _run(engine, run_id).status
+        if status in ("planning", "planned", "done"):
+            click.echo(f"run {run_id} ({run.campaign}/{run.step}) is not paused (it is {status})")
+            return
+        raise click.ClickException(f"run {run_id} ({run.campaign}/{run.step}) is {status} and cannot be resumed"
+                                   + ("; send again with `outreach send`" if status == "cancelled" else ""))
+
+
+@runs.command("cancel")
+@RUN
+@click.option("--why", default="cancelled by an operator", show_default=True,
+              help="Why: shown by `outreach status` and the dashboard.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@WAIT
+@click.pass_obj
+def cancel(obj: Context, run_id: int, why: str, yes: bool, wait_seconds: float) -> None:
+    """Stop a run for good: what it has not sent ends `cancelled`, on every worker, at once."""
+    from ..store import cancel_run
+
+    with obj.engine() as engine:
+        run = _run(engine, run_id)
+        if run.status == "cancelled":
+            click.echo(f"run {run_id} ({run.campaign}/{run.step}) is already cancelled: "
+                       f"{run.reason or run.note or 'no reason given'}")
+            _settle(engine, run_id, wait_seconds, "cancelled")
+            return
+        if run.status not in ("planning", "planned", "paused"):
+            raise click.ClickException(f"run {run_id} ({run.campaign}/{run.step}) is {run.status}: there is "
+                                       "nothing left to cancel")
+        if not yes:
+            click.confirm(f"cancel run {run_id} ({run.campaign}/{run.step})? It cannot be resumed", abort=True)
+        moved = cancel_run(engine, run_id, _reason(why))
+        status = _run(engine, run_id).status
+        if status != "cancelled":
+            raise click.ClickException(f"run {run_id} became {status} meanwhile: nothing was cancelled")
+        click.echo(f"run {run_id} ({run.campaign}/{run.step}) cancelled: {moved} deliveries will not be sent")
+        _settle(engine, run_id, wait_seconds, "cancelled")
+
+
+@runs.command("retry")
+@RUN
+@click.option("--failed", is_flag=True, help="Send again the deliveries that failed.")
+@click.option("--unknown", is_flag=True, help="Send again those whose outcome is unknown (they may have arrived).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def retry(obj: Context, run_id: int, failed: bool, unknown: bool, yes: bool) -> None:
+    """Send a run again only to those who did not get it: its failed deliveries (--failed), or
+    those whose outcome is unknown (--unknown). Sent ones are never sent again; addresses
+    suppressed since (hard bounces) are skipped when their turn comes."""
+    from ..store import retry_run
+
+    states = [s for s, wanted in (("failed", failed), ("unknown", unknown)) if wanted]
+    if not states:
+        raise click.UsageError("say which to send again: --failed, --unknown, or both")
+    with obj.engine() as engine:
+        run = _run(engine, run_id)
+        if run.status in ("cancelled", "skipped"):
+            raise click.ClickException(f"run {run_id} ({run.campaign}/{run.step}) is {run.status}: nothing of it "
+                                       "is sent again")
+        counts = {s: _count(engine, run_id, s) for s in states}
+        if not sum(counts.values()):
+            click.echo(f"run {run_id} ({run.campaign}/{run.step}) has no {' or '.join(states)} delivery")
+            return
+        if counts.get("unknown") and not yes:
+            click.confirm(f"{counts['unknown']} deliveries of run {run_id} may have arrived already; send them "
+                          "again?", abort=True)
+        moved = retry_run(engine, run_id, states)
+        where = "held until the run is resumed" if run.status == "paused" else "the beat queues them on its next tick"
+        click.echo(f"{moved} deliveries of run {run_id} ({', '.join(f'{n} {s}' for s, n in counts.items())}) are "
+                   f"due again; {where}")
+
+
+def _run(engine: sa.Engine, run_id: int) -> AnyRow:
+    from ..store import get_run
+
+    run = get_run(engine, run_id)
+    if run is None:
+        raise click.ClickException(f"there is no run {run_id}; `outreach status` lists the recent runs")
+    return run
+
+
+def _reason(why: str) -> str:
+    text = " ".join(why.split())
+    if not text:
+        raise click.BadParameter("give a reason, or leave --why out", param_hint="--why")
+    return text[:500]
+
+
+def _count(engine: sa.Engine, run_id: int, state: str) -> int:
+    from ..store import run_progress
+
+    return run_progress(engine, run_id)[state]
+
+
+def _settle(engine: sa.Engine, run_id: int, seconds: float, status: str) -> None:
+    """Wait until no worker holds a claimed delivery of the run: each hands its back (or
+    reports what it had already handed to a provider) within a second or so."""
+    from ..store import in_flight
+
+    deadline = time.monotonic() + seconds
+    left = in_flight(engine, run_id)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = in_flight(engine, run_id)
+    if left:
+        click.secho(f"warning: {left} deliveries of run {run_id} are still with workers after {seconds:g} s: they "
+                    "were handed to a provider before the run was " + status + ", or their worker stopped "
+                    "answering (the tick settles those when their lease runs out)", fg="yellow", err=True)
+
+
+COMMANDS = (send, tick, resend_unknown, runs)

@@ -10,8 +10,21 @@ from pathlib import Path
 
 import click
 
+from ..settings import LOG_LEVELS
 from ..worker.app import QUEUES
 from . import Context
+
+LOGLEVEL = click.option("--loglevel", "-l", default=None, type=click.Choice(LOG_LEVELS, case_sensitive=False),
+                        help="Least severe events to log (default: log_level of the settings, INFO).")
+
+
+def _log_level(obj: Context, loglevel: str | None) -> str:
+    """The level to log at: the flag, else the settings'; handed to the processes Celery
+    starts through OUTREACH_LOG_LEVEL (they read the settings again)."""
+    if loglevel:
+        os.environ["OUTREACH_LOG_LEVEL"] = loglevel.upper()
+        return loglevel.upper()
+    return obj.settings.log_level
 
 
 @click.group("db")
@@ -36,31 +49,33 @@ def db_upgrade(obj: Context) -> None:
               help=f"Comma-separated queues: {', '.join(QUEUES)}.")
 @click.option("--concurrency", "-c", default=2, show_default=True, type=click.IntRange(1, 256),
               help="Worker processes.")
-@click.option("--loglevel", "-l", default="info", show_default=True)
+@LOGLEVEL
 @click.pass_obj
-def worker(obj: Context, queues: str, concurrency: int, loglevel: str) -> None:
+def worker(obj: Context, queues: str, concurrency: int, loglevel: str | None) -> None:
     """Start a Celery worker for the given queues."""
     unknown = sorted(set(queues.split(",")) - set(QUEUES))
     if unknown:
         raise click.UsageError(f"unknown queue(s) {', '.join(unknown)}; use {', '.join(QUEUES)}")
+    level = _log_level(obj, loglevel)
     app = obj.celery()
     # a unique node name per worker: several workers of the same queues on one host must not
     # answer each other's pings (Celery warns about duplicate node names)
-    app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "-l", loglevel, "-E",
+    app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "-l", level, "-E",
                      "-n", f"outreach-{queues.replace(',', '-')}-{os.getpid()}@%h"])
 
 
 @click.command()
-@click.option("--loglevel", "-l", default="info", show_default=True)
+@LOGLEVEL
 @click.option("--schedule-file", default="var/celerybeat-schedule", show_default=True,
               help="Where Celery beat keeps its state (must be writable).")
 @click.pass_obj
-def beat(obj: Context, loglevel: str, schedule_file: str) -> None:
+def beat(obj: Context, loglevel: str | None, schedule_file: str) -> None:
     """Start the single Celery beat that sends the periodic tick."""
     path = obj.settings.path(Path(schedule_file))
     path.parent.mkdir(parents=True, exist_ok=True)
+    level = _log_level(obj, loglevel)
     app = obj.celery()
-    app.start(["beat", "-l", loglevel, "-s", str(path)])
+    app.start(["beat", "-l", level, "-s", str(path)])
 
 
 @click.command()
@@ -68,9 +83,9 @@ def beat(obj: Context, loglevel: str, schedule_file: str) -> None:
               help="Address to listen on (0.0.0.0 in a container; put a TLS proxy in front).")
 @click.option("--port", default=None, type=click.IntRange(1, 65535),
               help="Port to listen on (default: the port of base_url, else 8025).")
-@click.option("--loglevel", "-l", default="info", show_default=True)
+@LOGLEVEL
 @click.pass_obj
-def web(obj: Context, host: str, port: int | None, loglevel: str) -> None:
+def web(obj: Context, host: str, port: int | None, loglevel: str | None) -> None:
     """Serve the subscriber pages: unsubscribe (RFC 8058 one-click), view online, sign-up
     with double opt-in, preferences; /healthz and /readyz for probes."""
     from ..web.server import serve
@@ -79,7 +94,7 @@ def web(obj: Context, host: str, port: int | None, loglevel: str) -> None:
     settings.require_secret_key()
     with obj.engine():  # refuse to start on an unmigrated database (says to run `outreach db upgrade`)
         pass
-    serve(settings, host, port, log_level=loglevel)
+    serve(settings, host, port, log_level=_log_level(obj, loglevel))
 
 
 @click.command()

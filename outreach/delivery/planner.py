@@ -100,7 +100,8 @@ def _plan(rt: Runtime, run_id: int, campaign: str, report: TickReport) -> None:
 def _failed(report: TickReport, campaign: str, what: str, exc: BaseException) -> None:
     reason = f"{what}: {type(exc).__name__}: {exc}"
     report.failed[campaign] = reason
-    log.error("campaign %s not scheduled in this tick (the others are): %s", campaign, reason)
+    log.error("campaign %s not scheduled in this tick (the others are): %s", campaign, reason,
+              extra={"event": "campaign_not_scheduled", "campaign": campaign, "reason": reason})
 
 
 def schedule_problems(rt: Runtime, now: datetime, ahead: timedelta = timedelta(days=1)) -> dict[str, str]:
@@ -143,7 +144,9 @@ def plan_run(rt: Runtime, run_id: int, due_at: datetime | None = None) -> int:
         added = 1 if store.add_delivery(rt.engine, run_id, channel.broadcast_recipient(account), channel.name,
                                         account.name, due_at or run.occurrence) else 0
     store.mark_run_planned(rt.engine, run_id)
-    log.info("planned run %s (%s/%s): %s deliveries", run_id, run.campaign, run.step, added)
+    log.info("planned run %s (%s/%s): %s deliveries", run_id, run.campaign, run.step, added,
+             extra={"event": "run_planned", "run": run_id, "campaign": run.campaign, "step": run.step,
+                    "channel": channel.name, "account": account.name, "deliveries": added})
     return added
 
 

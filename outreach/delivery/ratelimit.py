@@ -114,8 +114,9 @@ class RateLimiter:
     def pauses(self) -> list[Pause]:
         """Every account paused now, for every worker: until when, and why."""
         found = []
-        for raw in self._call(self.redis.scan_iter, match=f"{_glob_escape(self.key_prefix)}:{{*}}:pause",
-                              count=500):
+        pattern = f"{_glob_escape(self.key_prefix)}:{{*}}:pause"
+        # scan_iter is lazy: Redis failing shows while iterating, so iterate inside _call
+        for raw in self._call(lambda: list(self.redis.scan_iter(match=pattern, count=500))):
             key = raw.decode() if isinstance(raw, bytes) else str(raw)
             until, why = self._call(self.redis.mget, [key, key + ":why"])
             if until is None:
@@ -134,7 +135,7 @@ class RateLimiter:
     def reset(self, account_key: str) -> None:
         """Forget an account's state (its limits start afresh)."""
         pattern = f"{self.key_prefix}:{{{_glob_escape(account_key)}}}:*"
-        keys = list(self._call(self.redis.scan_iter, match=pattern, count=500))
+        keys = self._call(lambda: list(self.redis.scan_iter(match=pattern, count=500)))
         if keys:
             self._call(self.redis.delete, *keys)
 

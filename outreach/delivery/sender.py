@@ -37,8 +37,10 @@ from ..errors import (
     TemplateRenderError,
     TransientError,
 )
+from ..models import RunStatus
 from ..store import AnyRow
 from ..store.actions import acted_among
+from ..store.overview import reason_of
 from .planner import find_step
 from .runtime import Runtime
 from .scheduling import now_utc, quiet_until
@@ -56,6 +58,12 @@ CAMPAIGN_HOLD = timedelta(minutes=5)  # the campaign no longer validates: look a
 # Outcomes owed to a database that refuses writes are written again for at most this long
 # (and never past half the lease: after it the tick settles the rows by itself).
 WRITE_PATIENCE = timedelta(minutes=2)
+# How often a batch being sent looks whether an operator paused or cancelled its run: the
+# longest a run goes on being handed to a provider after `outreach runs pause` (which waits
+# for the workers' claimed rows to settle before it returns). One indexed read per run per
+# interval, not per message.
+HOLD_CHECK_EVERY = 0.5
+HELD_RUNS = (RunStatus.PAUSED, RunStatus.CANCELLED)
 
 
 @dataclass
@@ -66,6 +74,7 @@ class BatchReport:
     skipped: int = 0
     unknown: int = 0
     deferred: int = 0      # throttled by our own limiter or a paused account: given back
+    held: int = 0          # its run was paused or cancelled: handed back unsent, held with the run
     given_back: int = 0    # given back unsent for another reason (an error before the hand-off)
     claimed: int = 0
     # The throttled rows and when the limiter frees permits: the task asks for them again then.
@@ -97,7 +106,14 @@ def send_batch(rt: Runtime, ids: Sequence[int], now: datetime | None = None) -> 
     try:
         for run_id, group in by_run.items():
             if book.broken is None and not rt.stopping.is_set():
-                _send_run_group(rt, run_id, group, book)
+                event = {"event": "batch", "run": run_id, "channel": group[0].channel, "account": group[0].account,
+                         "claimed": len(group)}
+                before = _outcomes(report)
+                started = time.monotonic()
+                try:
+                    _send_run_group(rt, run_id, group, book, event)
+                finally:
+                    _log_batch(event, before, report, started)
     except BaseException as exc:
         book.finish(exc)
         raise
@@ -107,8 +123,34 @@ def send_batch(rt: Runtime, ids: Sequence[int], now: datetime | None = None) -> 
     return report
 
 
-def _send_run_group(rt: Runtime, run_id: int, rows: list[AnyRow], book: _Book) -> None:
+_OUTCOMES = ("sent", "retried", "failed", "skipped", "unknown", "deferred", "given_back", "held")
+
+
+def _outcomes(report: BatchReport) -> tuple[int, ...]:
+    return tuple(getattr(report, name) for name in _OUTCOMES)
+
+
+def _log_batch(event: dict[str, Any], before: tuple[int, ...], report: BatchReport, started: float) -> None:
+    """One event per run's share of a batch: which run, channel and account, and how each of
+    its deliveries ended (see outreach/logs.py)."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    outcomes = {name: now - then for name, now, then in zip(_OUTCOMES, _outcomes(report), before, strict=True)
+                if now != then}
+    event["outcomes"] = outcomes
+    event["seconds"] = round(time.monotonic() - started, 3)
+    log.info("run %s: %s", event["run"], ", ".join(f"{n} {k}" for k, n in outcomes.items()) or "nothing claimed",
+             extra=event)
+
+
+def _send_run_group(rt: Runtime, run_id: int, rows: list[AnyRow], book: _Book, event: dict[str, Any]) -> None:
     run = store.get_run(rt.engine, run_id)
+    looked = time.monotonic()
+    if run is not None:
+        event.update(campaign=run.campaign, step=run.step)
+    if run is not None and run.status in HELD_RUNS:  # paused or cancelled since it was queued
+        book.hold(rows, run.status)
+        return
     campaign = rt.campaign(run.campaign) if run else None  # a built-in one too (delivery/system.py)
     step = find_step(campaign, run.step) if run else None
     if campaign is None or step is None:
@@ -157,11 +199,28 @@ def _send_run_group(rt: Runtime, run_id: int, rows: list[AnyRow], book: _Book) -
         book.report.retry_after = max(book.report.retry_after, wait)
         sendable = sendable[:permit.granted]
 
-    _send_rows(rt, campaign, step, channel, sendable, recipients, book)
+    _send_rows(rt, campaign, step, channel, sendable, recipients, book, _HoldCheck(rt, run_id, looked))
+
+
+class _HoldCheck:
+    """Has an operator paused or cancelled the run since we last looked? Looked up at most
+    every HOLD_CHECK_EVERY seconds while a batch is fed to its channel."""
+
+    def __init__(self, rt: Runtime, run_id: int, looked: float) -> None:
+        self.rt, self.run_id, self.looked = rt, run_id, looked
+        self.status: str | None = None  # the run's status once found held
+
+    def held(self) -> bool:
+        if self.status is None and time.monotonic() - self.looked >= HOLD_CHECK_EVERY:
+            status = store.run_status(self.rt.engine, self.run_id)
+            self.looked = time.monotonic()
+            if status in HELD_RUNS:
+                self.status = status
+        return self.status is not None
 
 
 def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, rows: list[AnyRow],
-               recipients: dict[int, store.Loaded], book: _Book) -> None:
+               recipients: dict[int, store.Loaded], book: _Book, hold: _HoldCheck) -> None:
     """Compose and send `rows` in order through `channel.send_many`, recording each outcome.
 
     Payloads are composed lazily, as the channel asks for the next one, so with SMTP
@@ -175,6 +234,14 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, ro
     def payloads() -> Iterator[tuple[AnyRow, Any]]:
         for row in rows:
             if stop or book.broken is not None or rt.stopping.is_set():
+                return
+            try:
+                if hold.held():
+                    log.info("run %s was %s: handing nothing more of it to %s", hold.run_id, hold.status,
+                             channel.limit_key)
+                    return
+            except _DB_ERRORS as exc:
+                book.broken = exc
                 return
             try:
                 subscriber = recipients[row.subscriber_id].subscriber if row.subscriber_id in recipients else None
@@ -226,7 +293,9 @@ def _send_rows(rt: Runtime, campaign: Campaign, step: Step, channel: Channel, ro
     for row, result in channel.send_many(payloads()):
         outcome(row, result)
     waiting = [row for row in rows if row.id in book.open and row.id not in book.handed]
-    if waiting and stop:  # never handed to the channel because an outcome stopped the feed
+    if waiting and hold.status is not None:  # an operator paused or cancelled the run meanwhile
+        book.hold(waiting, hold.status)
+    elif waiting and stop:  # never handed to the channel because an outcome stopped the feed
         why, until = stop[0]
         book.give_back(waiting, why, until)
     elif waiting and rt.stopping.is_set():  # any other worker may take them at once
@@ -242,6 +311,13 @@ def backoff(rt: Runtime, attempts: int) -> timedelta:
 
 
 Write = Callable[[], object]
+
+
+def _log_delivery(row: AnyRow, outcome: str, error: str) -> None:
+    """A delivery that ended badly is an event of its own (its reason without the address)."""
+    log.warning("delivery %s %s: %s", row.id, outcome, reason_of(error),
+                extra={"event": "delivery", "delivery": row.id, "run": row.run_id, "channel": row.channel,
+                       "account": row.account, "outcome": outcome, "reason": reason_of(error)})
 
 
 class _Book:
@@ -276,6 +352,7 @@ class _Book:
 
     def failed(self, row: AnyRow, error: str, *, bounced: bool = False, suppress: bool = False,
                progress: Write | None = None) -> None:
+        _log_delivery(row, "bounced" if bounced else "failed", error)
         def write() -> None:
             store.record_failed(self.engine, row.id, error, bounced=bounced)
             if suppress:
@@ -288,6 +365,7 @@ class _Book:
         self.report.skipped += 1
 
     def unknown(self, row: AnyRow, error: str, progress: Write | None = None) -> None:
+        _log_delivery(row, "unknown", error)
         self._decide([row], lambda: store.record_unknown(self.engine, row.id, error), progress)
         self.report.unknown += 1
 
@@ -297,7 +375,10 @@ class _Book:
         if not rows:
             return
         ids = [row.id for row in rows]
-        log.warning("giving back %d deliveries until %s: %s", len(ids), until.isoformat(), reason)
+        log.warning("giving back %d deliveries until %s: %s", len(ids), until.isoformat(), reason,
+                    extra={"event": "give_back", "run": rows[0].run_id, "channel": rows[0].channel,
+                           "account": rows[0].account, "deliveries": len(ids), "until": until.isoformat(),
+                           "reason": reason_of(reason)})
         self._decide(rows, lambda: store.give_back(self.engine, ids, until, reason, worker=self.rt.worker_id),
                      progress)
         if deferred:
@@ -305,6 +386,18 @@ class _Book:
             self.report.deferred_ids += ids
         else:
             self.report.given_back += len(ids)
+
+    def hold(self, rows: Sequence[AnyRow], status: str) -> None:
+        """Unsent because an operator paused or cancelled their run: held with the rest of it
+        (the claim's attempt handed back)."""
+        if not rows:
+            return
+        ids = [row.id for row in rows]
+        log.info("holding %d deliveries of run %s: the run is %s", len(ids), rows[0].run_id, status,
+                 extra={"event": "hold", "run": rows[0].run_id, "channel": rows[0].channel, "account": rows[0].account,
+                        "deliveries": len(ids), "run_status": status})
+        self._decide(rows, lambda: store.hold(self.engine, ids, self.rt.worker_id))
+        self.report.held += len(ids)
 
     # --- writing ----------------------------------------------------------------------
 
@@ -400,7 +493,8 @@ def _pause_account(rt: Runtime, step: Step, channel: Channel | None, exc: Except
             step.channel_class.account_for(rt.settings, step.account))
     except ConfigurationError:
         return until  # no account to pause: the step names none that exists
-    log.error("pausing account %s for every worker until %s: %s", key, until.isoformat(), exc)
+    log.error("pausing account %s for every worker until %s: %s", key, until.isoformat(), exc,
+              extra={"event": "account_paused", "account": key, "until": until.isoformat()})
     _advisory(lambda: rt.limiter.pause(key, until.timestamp(), str(exc)))
     return until
 

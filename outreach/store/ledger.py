@@ -12,13 +12,18 @@ Life of a delivery:
        │                        │                 ├──record_failed─▶ failed
        │      lease expired: queued again         └──lease expired─▶ unknown (see claim)
        └──────────── retry ◀────┘
+
+An operator holds a run (`pause_run`, `cancel_run`): what waits in the database or the broker
+(pending, retry, queued) becomes `paused` or `cancelled` at once, `claim` takes nothing of a
+held run, and a worker holding claimed rows of it hands them back (`hold`) instead of sending
+them. `resume_run` makes the paused ones due again as they were planned.
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -32,6 +37,12 @@ T = TypeVar("T")
 DueAt = datetime | Callable[[str | None], datetime]
 
 CLAIMABLE_STATES = (DeliveryState.PENDING, DeliveryState.RETRY, DeliveryState.QUEUED)
+# What pause and cancel take back at once: nothing of it is with a worker.
+WAITING_STATES = CLAIMABLE_STATES
+HELD_RUNS = (RunStatus.PAUSED, RunStatus.CANCELLED)
+# An operator may pause or cancel a run that is still on its way.
+OPEN_RUNS = (RunStatus.PLANNING, RunStatus.PLANNED, RunStatus.PAUSED)
+RETRYABLE_STATES = (DeliveryState.FAILED, DeliveryState.UNKNOWN)
 _NOT_SENT = tuple(s for s in DeliveryState if s is not DeliveryState.SENT)
 _d, _e, _r = deliveries, delivery_events, runs
 
@@ -114,13 +125,22 @@ def set_run_status(bind: Bind, run_id: int, status: str, note: str | None = None
 
 
 def mark_run_planned(bind: Bind, run_id: int, planned_count: int | None = None) -> bool:
-    """planning → planned, recording how many deliveries the run has (counted when not given)."""
+    """planning → planned, recording how many deliveries the run has (counted when not given).
+    A run an operator paused or cancelled while it was being planned keeps that status, and
+    the deliveries written since are held with the others; False then."""
     def go(conn: sa.Connection) -> bool:
         count = planned_count
         if count is None:
             count = conn.execute(sa.select(sa.func.count()).where(_d.c.run_id == run_id)).scalar_one()
-        return conn.execute(sa.update(_r).where(_r.c.id == run_id, _r.c.status == RunStatus.PLANNING)
-                            .values(status=RunStatus.PLANNED, planned_at=utcnow(), planned_count=count)).rowcount == 1
+        if conn.execute(sa.update(_r).where(_r.c.id == run_id, _r.c.status == RunStatus.PLANNING)
+                        .values(status=RunStatus.PLANNED, planned_at=utcnow(), planned_count=count)).rowcount == 1:
+            return True
+        held = conn.execute(sa.update(_r).where(_r.c.id == run_id, _r.c.status.in_(HELD_RUNS),
+                                                _r.c.planned_at.is_(None))
+                            .values(planned_at=utcnow(), planned_count=count).returning(_r.c.status)).scalar()
+        if held is not None:
+            _hold_waiting(conn, run_id, RunStatus(held), utcnow())
+        return False
     return _tx(bind, go)
 
 
@@ -133,20 +153,140 @@ def finish_run_if_done(bind: Bind, run_id: int) -> bool:
     return _tx(bind, lambda conn: conn.execute(stmt).rowcount == 1)
 
 
-def cancel_run(bind: Bind, run_id: int, reason: str = "run cancelled") -> int:
-    """Cancel a run: its deliveries not yet being sent become `skipped`; return how many. A
-    delivery already `sending` is left to finish (it may be on the wire)."""
-    def go(conn: sa.Connection) -> int:
+def pause_run(bind: Bind, run_id: int, why: str) -> bool:
+    """Pause a run that is being planned or sent; True when it was paused by this call.
+
+    Its deliveries waiting in the database or the broker become `paused` in the same
+    transaction, so no worker claims them from the moment this returns. The ones a worker has
+    already claimed are handed back by that worker (`hold`) before it hands them to a
+    provider; `in_flight` counts them until it has."""
+    def go(conn: sa.Connection) -> bool:
+        now = utcnow()
+        moved = conn.execute(sa.update(_r).where(_r.c.id == run_id,
+                                                 _r.c.status.in_((RunStatus.PLANNING, RunStatus.PLANNED)))
+                             .values(status=RunStatus.PAUSED, reason=why)).rowcount == 1
+        if moved:
+            _hold_waiting(conn, run_id, RunStatus.PAUSED, now)
+        return moved
+    return _tx(bind, go)
+
+
+def resume_run(bind: Bind, run_id: int) -> bool:
+    """A paused run goes on: its held deliveries are due again when they were planned (at
+    once when that has passed); True when it was resumed by this call."""
+    def go(conn: sa.Connection) -> bool:
         now = utcnow()
         moved = conn.execute(
-            sa.update(_d).where(_d.c.run_id == run_id, _d.c.state.in_(CLAIMABLE_STATES))
-            .values(state=DeliveryState.SKIPPED, last_error=reason, leased_until=None, updated_at=now)
-            .returning(_d.c.id, _d.c.run_id)).all()
-        _events(conn, moved, EventKind.SKIPPED, reason, now)
-        conn.execute(sa.update(_r).where(_r.c.id == run_id).values(status=RunStatus.CANCELLED, finished_at=now,
-                                                                     note=reason))
-        return len(moved)
+            sa.update(_r).where(_r.c.id == run_id, _r.c.status == RunStatus.PAUSED)
+            .values(status=sa.case((_r.c.planned_at.is_(None), RunStatus.PLANNING), else_=RunStatus.PLANNED),
+                    reason=None)).rowcount == 1
+        if moved:
+            conn.execute(sa.update(_d).where(_d.c.run_id == run_id, _d.c.state == DeliveryState.PAUSED)
+                         .values(state=_unheld(), leased_until=None, updated_at=now))
+        return moved
+    resumed = _tx(bind, go)
+    if resumed:
+        finish_run_if_done(bind, run_id)  # every delivery may have been settled already
+    return resumed
+
+
+def cancel_run(bind: Bind, run_id: int, reason: str = "run cancelled") -> int:
+    """Cancel a run for good: its deliveries not with a worker become `cancelled` (with an
+    event each); return how many. A delivery already claimed is settled by its worker, which
+    hands nothing more of a cancelled run to a provider (`hold`). A finished run is left as
+    it is (0)."""
+    def go(conn: sa.Connection) -> int:
+        now = utcnow()
+        if conn.execute(sa.update(_r).where(_r.c.id == run_id, _r.c.status.in_(OPEN_RUNS))
+                        .values(status=RunStatus.CANCELLED, finished_at=now, reason=reason)).rowcount != 1:
+            return 0
+        return _hold_waiting(conn, run_id, RunStatus.CANCELLED, now, reason)
     return _tx(bind, go)
+
+
+def retry_run(bind: Bind, run_id: int, states: Iterable[str]) -> int:
+    """Send again the deliveries of a run that ended in one of `states` (`failed`,
+    `unknown`): due now, attempts counted afresh, each with a `requeued` event; the ones
+    sent are never touched. A finished run goes on; a paused run holds them until resumed;
+    a cancelled or skipped run is left alone (0). Returns how many were requeued."""
+    wanted = [DeliveryState(s) for s in states]
+    if not wanted or any(s not in RETRYABLE_STATES for s in wanted):
+        raise ValueError(f"only {', '.join(RETRYABLE_STATES)} deliveries can be retried, not {wanted}")
+
+    def go(conn: sa.Connection) -> int:
+        now = utcnow()
+        status = conn.execute(sa.select(_r.c.status).where(_r.c.id == run_id).with_for_update()).scalar()
+        if status not in (*OPEN_RUNS, RunStatus.DONE):
+            return 0
+        target = DeliveryState.PAUSED if status == RunStatus.PAUSED else DeliveryState.PENDING
+        rows = conn.execute(sa.update(_d).where(_d.c.run_id == run_id, _d.c.state.in_(wanted))
+                            .values(state=target, attempts=0, due_at=now, updated_at=now, leased_until=None)
+                            .returning(_d.c.id, _d.c.run_id)).all()
+        _events(conn, rows, EventKind.REQUEUED, f"operator retried deliveries that ended {'/'.join(wanted)}", now)
+        if rows:
+            conn.execute(sa.update(_r).where(_r.c.id == run_id, _r.c.status == RunStatus.DONE)
+                         .values(status=RunStatus.PLANNED, finished_at=None))
+            conn.execute(sa.update(_r).where(_r.c.id == run_id).values(counts=None))
+        return len(rows)
+    return _tx(bind, go)
+
+
+def in_flight(bind: Bind, run_id: int) -> int:
+    """Deliveries of a run a worker has claimed and not settled yet: after a pause or a
+    cancel, the ones that may still reach a provider (or are being handed back)."""
+    stmt = sa.select(sa.func.count()).where(_d.c.run_id == run_id, _d.c.state == DeliveryState.SENDING)
+    return int(_tx(bind, lambda conn: conn.execute(stmt).scalar_one()))
+
+
+def run_status(bind: Bind, run_id: int) -> str | None:
+    """A run's status alone: what a worker checks before handing a batch to a provider."""
+    stmt = sa.select(_r.c.status).where(_r.c.id == run_id)
+    return _tx(bind, lambda conn: conn.execute(stmt).scalar())
+
+
+STRAGGLERS_WITHIN = timedelta(days=1)
+
+
+def _hold_among(conn: sa.Connection, ids: list[int], now: datetime) -> None:
+    """Rows of `ids` waiting for a worker although their run is paused or cancelled (written
+    by a planner that finished after the pause, given back by a worker that was throttled
+    meanwhile): held with their run, so that the dispatcher stops queueing them."""
+    # Cancelled runs pile up over the years; stragglers come within minutes of the cancel.
+    held_runs = conn.execute(sa.select(_r.c.id).where(sa.or_(
+        _r.c.status == RunStatus.PAUSED,
+        sa.and_(_r.c.status == RunStatus.CANCELLED, _r.c.finished_at > now - STRAGGLERS_WITHIN)))).scalars().all()
+    if not held_runs:
+        return  # the usual case: one indexed look at `runs`, nothing else
+    status = sa.select(_r.c.status).where(_r.c.id == _d.c.run_id).scalar_subquery()
+    moved = conn.execute(
+        sa.update(_d).where(_id_in(conn, ids), _d.c.state.in_(WAITING_STATES), _d.c.run_id.in_(list(held_runs)))
+        .values(state=sa.case((status == RunStatus.PAUSED, DeliveryState.PAUSED), else_=DeliveryState.CANCELLED),
+                leased_until=None, updated_at=now)
+        .returning(_d.c.id, _d.c.run_id, _d.c.state)).all()
+    _events(conn, [(d, r) for d, r, state in moved if state == DeliveryState.CANCELLED], EventKind.CANCELLED,
+            "run cancelled", now)
+
+
+def _unheld() -> sa.ColumnElement[str]:
+    """The state a held delivery goes back to: retry when it had been tried, else pending."""
+    return sa.case((_d.c.attempts > 0, DeliveryState.RETRY), else_=DeliveryState.PENDING)
+
+
+def _hold_waiting(conn: sa.Connection, run_id: int, status: RunStatus, now: datetime,
+                  reason: str | None = None) -> int:
+    """Take back what of a held run waits in the database or the broker: `paused` (no event:
+    the run says why) or `cancelled` (an event each). Returns how many."""
+    where = sa.and_(_d.c.run_id == run_id, _d.c.state.in_(WAITING_STATES))
+    if status == RunStatus.PAUSED:
+        return conn.execute(sa.update(_d).where(where)
+                            .values(state=DeliveryState.PAUSED, leased_until=None, updated_at=now)).rowcount
+    moved = conn.execute(
+        sa.update(_d).where(sa.or_(where, sa.and_(_d.c.run_id == run_id, _d.c.state == DeliveryState.PAUSED)))
+        .values(state=DeliveryState.CANCELLED, last_error=reason or "run cancelled", leased_until=None,
+                updated_at=now)
+        .returning(_d.c.id, _d.c.run_id)).all()
+    _events(conn, moved, EventKind.CANCELLED, reason or "run cancelled", now)
+    return len(moved)
 
 
 def run_progress(bind: Bind, run_id: int) -> dict[str, int]:
@@ -278,6 +418,7 @@ def mark_queued(bind: Bind, ids: Iterable[int], lease_until: datetime, *, now: d
 
     def go(conn: sa.Connection) -> list[int]:
         _settle_lost_sends(conn, id_list, now, resend_unknown)
+        _hold_among(conn, id_list, now)
         may_send = sa.or_(
             sa.and_(_d.c.state.in_((DeliveryState.PENDING, DeliveryState.RETRY)), _d.c.due_at <= now),
             sa.and_(_d.c.state == DeliveryState.QUEUED, _d.c.leased_until < now),
@@ -358,8 +499,10 @@ def claim(bind: Bind, ids: Iterable[int], worker: str, lease_until: datetime, *,
 
     def go(conn: sa.Connection) -> list[AnyRow]:
         _settle_lost_sends(conn, id_list, now, resend_unknown)
+        # nothing of a run an operator paused or cancelled, however it came to be waiting
+        held = sa.exists().where(_r.c.id == _d.c.run_id, _r.c.status.in_(HELD_RUNS))
         stmt = (sa.update(_d)
-                .where(_id_in(conn, id_list), _d.c.state.in_(CLAIMABLE_STATES), _d.c.due_at <= now)
+                .where(_id_in(conn, id_list), _d.c.state.in_(CLAIMABLE_STATES), _d.c.due_at <= now, ~held)
                 .values(state=DeliveryState.SENDING, claimed_by=worker, leased_until=lease_until,
                         attempts=_d.c.attempts + 1, updated_at=now)
                 .returning(*_CLAIMED))
@@ -496,6 +639,32 @@ def give_back(bind: Bind, ids: Iterable[int], next_due_at: datetime, reason: str
     return _tx(bind, go)
 
 
+def hold(bind: Bind, ids: Iterable[int], worker: str) -> list[int]:
+    """Claimed deliveries a worker found its run paused or cancelled for, before handing them
+    to a provider: `paused` (or `cancelled`, with an event) like the rest of their run, the
+    claim's attempt handed back; due again as planned if the run was resumed meanwhile.
+    Returns the ids moved."""
+    id_list = _ids(ids)
+    if not id_list:
+        return []
+    now = utcnow()
+    status = sa.select(_r.c.status).where(_r.c.id == _d.c.run_id).scalar_subquery()
+
+    def go(conn: sa.Connection) -> list[int]:
+        moved = conn.execute(
+            sa.update(_d).where(_id_in(conn, id_list), _d.c.state == DeliveryState.SENDING,
+                                _d.c.claimed_by == worker)
+            .values(state=sa.case((status == RunStatus.PAUSED, DeliveryState.PAUSED),
+                                  (status == RunStatus.CANCELLED, DeliveryState.CANCELLED),
+                                  (_d.c.attempts > 1, DeliveryState.RETRY), else_=DeliveryState.PENDING),
+                    attempts=_d.c.attempts - 1, leased_until=None, updated_at=now)
+            .returning(_d.c.id, _d.c.run_id, _d.c.state)).all()
+        _events(conn, [(d, r) for d, r, state in moved if state == DeliveryState.CANCELLED], EventKind.CANCELLED,
+                "run cancelled", now)
+        return sorted(d for d, _, _ in moved)
+    return _tx(bind, go)
+
+
 def defer(bind: Bind, rows: Sequence[tuple[int, int]], next_due_at: datetime, reason: str) -> None:
     """`give_back` for rows given as (delivery id, run id): our own rate limit said wait."""
     give_back(bind, [d for d, _ in rows], next_due_at, reason)
@@ -535,17 +704,8 @@ def record_event(bind: Bind, delivery_id: int, kind: str, detail: str | None = N
 
 def requeue_unknown(bind: Bind, run_id: int) -> int:
     """Operator decision after checking the provider: send the `unknown` deliveries of a run
-    again. Returns how many became pending."""
-    def go(conn: sa.Connection) -> int:
-        now = utcnow()
-        rows = conn.execute(sa.update(_d).where(_d.c.run_id == run_id, _d.c.state == DeliveryState.UNKNOWN)
-                            .values(state=DeliveryState.PENDING, due_at=now, updated_at=now, leased_until=None)
-                            .returning(_d.c.id, _d.c.run_id)).all()
-        _events(conn, rows, EventKind.REQUEUED, "operator requeued an unknown outcome", now)
-        conn.execute(sa.update(_r).where(_r.c.id == run_id, _r.c.status == RunStatus.DONE)
-                     .values(status=RunStatus.PLANNED, finished_at=None))
-        return len(rows)
-    return _tx(bind, go)
+    again. Returns how many were requeued (`retry_run`)."""
+    return retry_run(bind, run_id, [DeliveryState.UNKNOWN])
 
 
 def delivery_events_of(bind: Bind, delivery_id: int) -> Sequence[AnyRow]:
@@ -576,7 +736,7 @@ def add_system_delivery(bind: Bind, campaign: str, step: str, occurrence: dateti
             .returning(_d.c.id)).scalar()
         if delivery_id is not None:
             conn.execute(sa.update(_r).where(_r.c.id == run_id)
-                         .values(planned_count=_r.c.planned_count + 1, status=sa.case(
+                         .values(planned_count=_r.c.planned_count + 1, counts=None, status=sa.case(
                              (_r.c.status == RunStatus.DONE, RunStatus.PLANNED), else_=_r.c.status),
                              finished_at=sa.case((_r.c.status == RunStatus.DONE, None), else_=_r.c.finished_at)))
         return delivery_id

@@ -156,6 +156,13 @@ runs = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("planned_at", UTCDateTime()),
     sa.Column("finished_at", UTCDateTime()),
+    # Why an operator paused or cancelled it (`outreach runs pause RUN --why ...`), for the
+    # status and the dashboard; cleared on resume.
+    sa.Column("reason", sa.Text),
+    # Its deliveries by state, kept once it is finished and none is active (store/overview.py):
+    # `outreach status` and the dashboard then read one row instead of counting the run's
+    # deliveries again. NULL while they can change; cleared when the run is reopened.
+    sa.Column("counts", Json),
     # At most one run per occurrence of a step, however many beats race (see ledger.create_run).
     sa.UniqueConstraint("campaign", "step", "occurrence"),
     sa.CheckConstraint(_in("status", RunStatus), name="status"),
@@ -212,6 +219,9 @@ delivery_events = sa.Table(
     sa.Index(None, "delivery_id"),
     sa.Index(None, "run_id", "kind"),
     sa.Index(None, "at"),
+    # "the last errors": the newest failed/retried/unknown events without reading the millions
+    # of `sent` ones around them
+    sa.Index(None, "kind", "at"),
 )
 
 actions = sa.Table(

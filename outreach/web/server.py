@@ -7,11 +7,11 @@ client address comes from X-Forwarded-For only when the proxy is in `web.trusted
 """
 from __future__ import annotations
 
-import logging
 from urllib.parse import urlsplit
 
 import uvicorn
 
+from ..logs import configure
 from ..settings import Settings
 from .app import create_app
 
@@ -25,7 +25,8 @@ def default_port(base_url: str) -> int:
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int | None = None, *, log_level: str = "info") -> None:
     app = create_app(settings)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(log_level)
+    # log_config=None: uvicorn's loggers go through the JSON lines configured above
     uvicorn.run(app, host=host, port=port or default_port(settings.base_url), access_log=False,
                 proxy_headers=True, forwarded_allow_ips=",".join(settings.web.trusted_proxies),
-                server_header=False, log_level=log_level, timeout_graceful_shutdown=10)
+                server_header=False, log_level=log_level.lower(), log_config=None, timeout_graceful_shutdown=10)

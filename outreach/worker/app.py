@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import setup_logging
 from kombu.entity import Exchange, Queue
 
 from ..channels import CHANNELS
@@ -47,6 +48,17 @@ def make_app(broker_url: str | None = None, tick_seconds: float | None = None) -
         timezone="UTC",
     )
     return app
+
+
+@setup_logging.connect  # type: ignore[untyped-decorator]
+def _json_logs(**_: object) -> None:
+    """Celery's processes (worker, its pool, beat) log JSON lines like every outreach process,
+    at the level of the settings (`log_level`; `outreach worker -l` sets it through
+    OUTREACH_LOG_LEVEL), instead of Celery's own format and level."""
+    from ..logs import configure
+    from ..settings import load_settings
+
+    configure(load_settings(os.environ.get("OUTREACH_ROOT", ".")).log_level)
 
 
 _app: Celery | None = None

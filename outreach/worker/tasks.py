@@ -14,6 +14,7 @@ from celery.signals import worker_process_shutdown
 
 from .. import delivery
 from ..channels import channel_class
+from ..logs import bound
 
 if TYPE_CHECKING:
     from ..delivery.runtime import Runtime
@@ -40,12 +41,23 @@ def enqueue(channel: str, ids: list[int]) -> None:
 
 
 # celery has no type hints: its decorators are Any to mypy
+def _seen(rt: Runtime, queue: str) -> None:
+    """Leave this process's heartbeat (at most every few seconds): `outreach status` lists
+    the workers seen and when last."""
+    from ..observe.workers import heartbeat
+
+    heartbeat(rt.redis, rt.worker_id, [queue])
+
+
 @shared_task(name="outreach.tick", ignore_result=True)  # type: ignore[untyped-decorator]
 def tick() -> dict[str, Any]:
-    report = delivery.tick(runtime(), enqueue)
+    rt = runtime()
+    _seen(rt, "control")
+    report = delivery.tick(rt, enqueue)
     if report.created or report.queued:
         log.info("tick: %s runs created, %s skipped, queued %s", len(report.created), len(report.skipped),
-                 report.queued)
+                 report.queued, extra={"event": "tick", "runs_created": report.created, "runs_skipped": report.skipped,
+                                       "queued": report.queued})
     return {"created": len(report.created), "queued": report.queued}
 
 
@@ -57,7 +69,8 @@ RESCHEDULE_WITHIN = 60.0
 @shared_task(name="outreach.send_batch", ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
 def send_batch(ids: list[int]) -> dict[str, Any]:
     rt = runtime()
-    with _stop_after_batch(rt):
+    _seen(rt, (send_batch.request.delivery_info or {}).get("routing_key") or "?")
+    with _stop_after_batch(rt), bound(batch=send_batch.request.id):
         report = delivery.send_batch(rt, ids)
     if report.deferred_ids and report.retry_after <= RESCHEDULE_WITHIN:
         # Ask again as soon as the limiter frees permits. Left to the tick, the rows wait for

@@ -183,8 +183,9 @@ def test_x_refusing_the_credentials_pauses_the_account_and_spends_no_attempt(run
     assert row.run_id == run_id and row.state == "retry" and row.attempts == 0
     assert "401" in row.last_error
     # and `outreach status` says why
-    from outreach.cli.progress import paused_accounts
+    from outreach.observe import take
 
-    lines: list[str] = []
-    paused_accounts(runtime, lines.append)
-    assert len(lines) == 1 and "account x:org is paused until" in lines[0] and "refused the credentials" in lines[0]
+    snap = take(runtime.settings, engine, runtime.redis, limiter=runtime.limiter)
+    (account,) = [a for a in snap.accounts if a.key == "x:org"]
+    assert account.paused_until is not None and account.permits_left == 0
+    assert "refused the credentials" in account.why

@@ -145,6 +145,8 @@ def test_upgrading_a_filled_database_keeps_every_row_and_takes_the_new_states(db
         conn.execute(sa.update(subscribers).values(status=SubscriberStatus.COMPLAINED, region="TX"))
         conn.execute(sa.update(runs).values(status=RunStatus.PAUSED))
         conn.execute(sa.update(deliveries).values(state=DeliveryState.CANCELLED))
+        conn.execute(sa.update(deliveries).values(state=DeliveryState.PAUSED))
+        conn.execute(sa.update(runs).values(reason="an operator paused it", counts={"sent": 1}))
         if engine.dialect.name == "sqlite":
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     # and a state it does not know is still refused

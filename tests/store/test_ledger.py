@@ -295,15 +295,15 @@ def test_due_deliveries_are_oldest_first_across_states_and_limited(engine):
     assert due_deliveries(engine, "email", now, 10) == [ids[3], ids[0], ids[1], ids[2]]
 
 
-def test_cancel_run_skips_what_was_not_sent(engine):
+def test_cancel_run_cancels_what_was_not_sent(engine):
     run_id, ids = _planned_run(engine, 3)
     claim(engine, [ids[0]], "w1", T0 + LEASE, now=T0)
     record_sent(engine, ids[0], "x")
     claim(engine, [ids[1]], "w1", T0 + LEASE, now=T0)
-    # when cancelled, the untouched delivery is skipped, the one on the wire left alone
+    # when cancelled, the untouched delivery is cancelled, the one with a worker left to it
     assert cancel_run(engine, run_id) == 1
     progress = run_progress(engine, run_id)
-    assert (progress["sent"], progress["sending"], progress["skipped"]) == (1, 1, 1)
+    assert (progress["sent"], progress["sending"], progress["cancelled"]) == (1, 1, 1)
     assert due_deliveries(engine, "email", T0 + timedelta(days=1), 10) == [ids[1]]  # lease expiry still seen
 
 

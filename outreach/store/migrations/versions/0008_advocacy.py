@@ -4,7 +4,7 @@ and the actions supporters record ("I sent it", "I posted it") from their signed
 Adding nullable columns without a default needs no table rebuild on SQLite.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0006 (0005 before issue-14a's 0006 was merged in)
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
