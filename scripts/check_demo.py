@@ -23,9 +23,9 @@ from pathlib import Path
 
 from outreach.authoring.audience import segments_for
 from outreach.authoring.campaigns import load_campaigns
+from outreach.delivery.planner import step_audience
 from outreach.settings import load_settings
 from outreach.store import engine_for, get_subscriber
-from outreach.delivery.planner import step_audience
 from outreach.store.audience import audience_count
 
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
