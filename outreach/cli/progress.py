@@ -51,25 +51,6 @@ def watch(rt: Runtime, run_ids: Sequence[int], echo: Callable[[str], None], time
             time.sleep(0.25)
 
 
-def actions_table(rt: Runtime, echo: Callable[[str], None]) -> None:
-    """What supporters recorded ("I sent it"), per campaign and action, then per target (the
-    office each letter went to)."""
-    from ..store.actions import action_counts
-
-    counts = action_counts(rt.engine)
-    if not counts:
-        return
-    echo("actions:")
-    totals: dict[tuple[str, str], int] = {}
-    for c in counts:
-        totals[(c.campaign, c.action)] = totals.get((c.campaign, c.action), 0) + c.count
-    for (campaign, action), total in totals.items():
-        echo(f"  {campaign}  {action}: {total}")
-        for c in counts:
-            if (c.campaign, c.action) == (campaign, action) and c.target is not None:
-                echo(f"    {c.count:>6}  {c.target}")
-
-
 def not_scheduled(rt: Runtime, echo: Callable[[str], None]) -> None:
     """The campaign files the scheduler leaves out (they do not validate) and the campaigns
     whose schedule it cannot compute: what the beat's log says, for an operator who looks here."""

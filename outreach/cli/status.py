@@ -62,9 +62,8 @@ def status(obj: Context, target: str | None, limit: int, watch: bool, interval: 
     if not watch:
         console = Console(width=None if sys.stdout.isatty() else 160)
         console.print(render(look(), None))
-        from .progress import actions_table, not_scheduled
+        from .progress import not_scheduled
 
-        actions_table(rt, click.echo)
         not_scheduled(rt, click.echo)
         return
     previous: Snapshot | None = None
@@ -160,6 +159,8 @@ def render(snap: Snapshot, previous: Snapshot | None) -> RenderableType:
     for e in snap.errors[:15]:
         errors.add_row(str(e.count), e.kind, e.reason, _when(e.last_at), " ".join(str(r) for r in e.runs[:8]))
     parts.append(errors if snap.errors else Text("last errors (24 h): none"))
+    if snap.actions:
+        parts.append(_actions(snap))
     for problem in snap.problems:
         parts.append(Text(f"could not look: {problem}", style="yellow"))
     return Group(*parts)
@@ -184,6 +185,25 @@ def _bounces(snap: Snapshot) -> RenderableType:
     breaker = Text(f"circuit breaker: a run pauses at {b['hard_bounce_rate']:.2%} hard bounces or "
                    f"{b['complaint_rate']:.2%} complaints once it has sent {b['min_sent']:.0f}") if b else Text("")
     return Group(table if rows else Text("bounces and complaints: none recorded"), breaker)
+
+
+def _actions(snap: Snapshot) -> RenderableType:
+    """Actions per campaign and action (the total first), then per target: the office each
+    letter went to."""
+    from rich.table import Table
+
+    table = Table(title="actions supporters recorded, per campaign and target", title_justify="left")
+    for col in ("campaign", "action", "target", "count"):
+        table.add_column(col, justify="right" if col == "count" else "left")
+    totals: dict[tuple[str, str], int] = {}
+    for a in snap.actions:
+        totals[(a.campaign, a.action)] = totals.get((a.campaign, a.action), 0) + a.count
+    for (campaign, action), total in totals.items():
+        table.add_row(campaign, action, "(all)", str(total))
+        for a in snap.actions:
+            if (a.campaign, a.action) == (campaign, action) and a.target is not None:
+                table.add_row("", "", a.target, str(a.count))
+    return table
 
 
 COMMANDS = (status,)

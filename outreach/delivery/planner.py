@@ -12,13 +12,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 
 from .. import store
 from ..authoring.audience import Filter
 from ..authoring.campaigns import Campaign, Step, root_step
+from ..authoring.events import PlacedEvent
 from ..models import RunStatus
 from ..store import AnySelect, scheduler_state
 from ..store.audience import audience_select, near_condition, step_condition
@@ -167,12 +167,14 @@ def step_audience(segments: dict[str, Filter], campaign: Campaign, step: Step,
     stop = event_of(campaign, step, occurrence)
     events = campaign.placed_events
     extra = step_condition(step.audience, campaign.name, events, stop)
-    if stop is None and step.schedule.before_event is not None and events is not None:
-        extra = sa.and_(extra, near_condition(events))
+    if root_step(campaign, step)[0].schedule.before_event is not None and events is not None and stop is None:
+        # no occurrence: the people of every stop (`outreach audience`); an occurrence that is no
+        # stop's any more (the stop moved or was removed since the run was made): nobody
+        extra = sa.and_(extra, near_condition(events) if occurrence is None else sa.false())
     return audience_select(campaign.audience, segments, extra)
 
 
-def event_of(campaign: Campaign, step: Step, occurrence: datetime | None) -> Any:
+def event_of(campaign: Campaign, step: Step, occurrence: datetime | None) -> PlacedEvent | None:
     """The stop a run of a `before_event` step is about (its occurrence is that stop's start
     less `before_event`, plus the delays of the steps after it), or None."""
     anchor, delay = root_step(campaign, step)

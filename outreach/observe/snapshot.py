@@ -6,6 +6,7 @@
     workers   each worker process seen, and how long ago
     accounts  per sending account: its limits, permits left now, paused until when and why
     errors    the newest error events grouped by reason
+    actions   what supporters recorded ("I sent it"), per campaign, action and target
 
 The database part is a handful of indexed aggregate queries (store/overview.py); the Redis
 part a few pipelined commands. Either side failing is reported in `problems` and the rest is
@@ -28,6 +29,7 @@ from ..models import FINAL_STATES, DeliveryState
 from ..settings import Settings
 from ..store import overview, scheduler_state
 from ..store.feedback import Rates, account_rates, run_rates
+from ..store.actions import ActionCount, action_counts
 from ..store.overview import Backlog, ErrorGroup
 from .workers import WorkerSeen, workers_seen
 
@@ -96,6 +98,8 @@ class Snapshot:
     account_rates: dict[str, Rates] = field(default_factory=dict)
     # the circuit breaker's settings: min_sent, hard_bounce_rate, complaint_rate
     breaker: dict[str, float] = field(default_factory=dict)
+    # what supporters recorded ("I sent it"), per campaign, action and target (store/actions.py)
+    actions: list[ActionCount] = field(default_factory=list)
 
     def run(self, run_id: int) -> RunView | None:
         return next((r for r in self.runs if r.id == run_id), None)
@@ -163,8 +167,10 @@ def take(settings: Settings, engine: sa.Engine, redis: redis_lib.Redis, *, broke
     accounts = _accounts(settings, limiter or RateLimiter(redis), problems)
     rates = run_rates(engine, [r.id for r in runs], sent={r.id: r.counts[DeliveryState.SENT] for r in runs})
     per_account = account_rates(engine, now - RATES_SINCE)
-    return Snapshot(now, runs, backlog, queues, unacked, workers, accounts, errors, last_tick, problems, rates,
-                    per_account, settings.bounces.breaker.model_dump())
+    actions = action_counts(engine, campaign) if run_id is None else []
+    return Snapshot(now, runs, backlog, queues, unacked, workers, accounts, errors, last_tick, problems,
+                    rates=rates, account_rates=per_account, breaker=settings.bounces.breaker.model_dump(),
+                    actions=actions)
 
 
 def _queues(broker: redis_lib.Redis, problems: list[str]) -> tuple[list[QueueDepth], int | None]:

@@ -202,11 +202,16 @@ def test_status_shows_actions_per_campaign_and_per_target(world, engine):
         click_sent(app, engine, who)
     result = CliRunner().invoke(cli, ["--root", str(project.root), "status"], env=project.env)
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    at = lines.index("actions:")
-    assert lines[at + 1:at + 4] == ["  cta  sent_letter: 3",
-                                    "         2  US/Embassy/Washington, DC",
-                                    "         1  US/Consulate/Chicago"]
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in result.output.splitlines()
+            if line.startswith("│") and ("cta" in line or "US/" in line)]
+    assert rows == [["cta", "sent_letter", "(all)", "3"], ["", "", "US/Embassy/Washington, DC", "2"],
+                    ["", "", "US/Consulate/Chicago", "1"]]
+    # and the JSON snapshot carries them for scripts and the dashboard
+    import json
+
+    data = json.loads(CliRunner().invoke(cli, ["--root", str(project.root), "status", "--json"],
+                                         env=project.env).output)
+    assert {"campaign": "cta", "action": "sent_letter", "target": "US/Consulate/Chicago", "count": 1} in data["actions"]
 
 
 @pytest.mark.parametrize("path, words", [("../.env", "outside config/"), ("targets/nope.yaml", "not found"),
@@ -250,3 +255,11 @@ def test_a_retry_waits_out_the_recipients_quiet_hours(world, engine):
     with engine.connect() as conn:
         due = conn.execute(sa.select(deliveries.c.due_at).where(deliveries.c.id == ids[0])).scalar_one()
     assert due - now < timedelta(hours=1)
+
+
+def test_a_reminder_whose_stop_moved_since_its_run_was_made_goes_to_nobody(world, engine):
+    rt, _, _, _ = world
+    join(engine, "dallas@example.org", "Dallas")
+    # a run made for a time that is no stop's (the stop was moved after the run was created)
+    run = create_run(engine, "cta", "day-before", datetime(2030, 3, 1, 0, 0, tzinfo=UTC))
+    assert plan_run(rt, run) == 0
