@@ -152,7 +152,7 @@ def render(snap: Snapshot, previous: Snapshot | None) -> RenderableType:
         accounts.add_row(a.key, ", ".join(a.limits) or "-", "?" if a.permits_left is None else str(a.permits_left),
                          _when(a.paused_until) if a.paused_until else "-", a.why or "-")
     parts.append(accounts)
-    errors = Table(title="last errors (24 h), by reason", title_justify="left")
+    errors = Table(title="last errors (24 h, the newest 500 of each kind), by reason", title_justify="left")
     for col in ("count", "kind", "reason", "last", "runs"):
         errors.add_column(col, justify="right" if col == "count" else "left")
     for e in snap.errors[:15]:

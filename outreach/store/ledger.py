@@ -146,11 +146,21 @@ def mark_run_planned(bind: Bind, run_id: int, planned_count: int | None = None) 
 
 def finish_run_if_done(bind: Bind, run_id: int) -> bool:
     """planned → done once no delivery is still active (sent, failed, skipped and unknown are
-    all final). One conditional UPDATE, so it is safe to call from every worker after a batch."""
+    all final). One conditional UPDATE, so it is safe to call from every worker after a batch.
+    The one call that finishes the run also keeps its counts (`runs.counts`), so status pages
+    never count a finished run's deliveries again."""
     active = sa.exists().where(_d.c.run_id == run_id, _d.c.state.in_(ACTIVE_STATES))
     stmt = (sa.update(_r).where(_r.c.id == run_id, _r.c.status == RunStatus.PLANNED, ~active)
             .values(status=RunStatus.DONE, finished_at=utcnow()))
-    return _tx(bind, lambda conn: conn.execute(stmt).rowcount == 1)
+
+    def go(conn: sa.Connection) -> bool:
+        if conn.execute(stmt).rowcount != 1:
+            return False
+        counts = conn.execute(sa.select(_d.c.state, sa.func.count()).where(_d.c.run_id == run_id)
+                              .group_by(_d.c.state)).all()
+        conn.execute(sa.update(_r).where(_r.c.id == run_id).values(counts=dict(counts)))
+        return True
+    return _tx(bind, go)
 
 
 def pause_run(bind: Bind, run_id: int, why: str) -> bool:

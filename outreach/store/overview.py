@@ -147,7 +147,7 @@ def reason_of(detail: str | None) -> str:
     return _NUMBER.sub("…", _ADDRESS.sub("<address>", text))[:300]
 
 
-def recent_errors(bind: Bind, since: datetime, limit: int = 2000, *, run_ids: Sequence[int] | None = None
+def recent_errors(bind: Bind, since: datetime, limit: int = 500, *, run_ids: Sequence[int] | None = None
                   ) -> list[ErrorGroup]:
     """The newest error events since `since` (at most `limit` of each kind), grouped by kind and
     reason, most frequent first."""

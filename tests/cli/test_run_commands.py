@@ -168,7 +168,14 @@ def test_a_finished_runs_counts_are_kept_and_follow_a_retry(run, project):
     run_id, ids = _finished_run(engine)
     from outreach.store import finish_run_if_done
     assert finish_run_if_done(engine, run_id)
-    # when status looks at the finished run, its counts are kept in the run
+    # then the run keeps its counts once finished, and status shows them
+    assert get_run(engine, run_id).counts == {"sent": 1, "failed": 2, "unknown": 1}
+    (view,) = [r for r in json.loads(run("status", "--json").output)["runs"] if r["id"] == run_id]
+    assert view["counts"]["failed"] == 2
+    # and a finished run found without them (a cancelled one, or an older ledger) gets them on first look
+    from outreach.store.schema import runs as runs_table
+    with engine.begin() as conn:
+        conn.execute(runs_table.update().where(runs_table.c.id == run_id).values(counts=None))
     assert run("status", "--json").exit_code == 0
     assert get_run(engine, run_id).counts == {"sent": 1, "failed": 2, "unknown": 1}
     # when it is retried, they are dropped and counted afresh
