@@ -28,8 +28,8 @@ from ..errors import TransientError
 from ..models import FINAL_STATES, DeliveryState
 from ..settings import Settings
 from ..store import overview, scheduler_state
-from ..store.feedback import Rates, account_rates, run_rates
 from ..store.actions import ActionCount, action_counts
+from ..store.feedback import Rates, account_rates, run_rates
 from ..store.overview import Backlog, ErrorGroup
 from .workers import WorkerSeen, workers_seen
 

@@ -127,7 +127,13 @@ def _context(request: Request, snap: Snapshot, paces: dict[int, Pace], lang: Lan
     site = site_of(request)
     return {"snap": snap, "paces": paces, "no_pace": NO_PACE, "fmt": Formats(lang, site.settings.zone),
             "columns": COLUMNS, "chart": chart, "operator": request.state.operator, "live_every": LIVE_EVERY_MS,
-            "lag": snap.scheduler_lag(), "actions": actions_for}
+            "lag": snap.scheduler_lag(), "actions": actions_for, "rated": _rated(snap)}
+
+
+def _rated(snap: Snapshot) -> list[tuple[int | str, Any]]:
+    """Bounce and complaint rates to show: each run shown that sent something, then each
+    sending account (30 days)."""
+    return [*((run_id, r) for run_id, r in snap.rates.items() if r.sent), *snap.account_rates.items()]
 
 
 def actions_for(status: str) -> list[str]:

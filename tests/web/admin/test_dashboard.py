@@ -150,3 +150,31 @@ def test_the_runs_of_one_campaign(operator, engine):
     assert "Runs of daily" in page.text and 'data-live-src="/admin?campaign=daily"' in page.text
     # the overview links each campaign to its own list
     assert 'href="/admin?campaign=news"' in operator.get("/admin", headers=HTML).text
+
+
+def test_bounce_rates_and_supporters_actions_are_shown(operator, engine):
+    # given a run of four, all sent, one of which came back as a hard bounce
+    from datetime import UTC, datetime, timedelta
+
+    from outreach.models import FeedbackKind
+    from outreach.store import add_subscriber, feedback
+    from outreach.store.actions import record_action
+
+    run_id, ids = make_run(engine, 4)
+    _send(engine, ids)
+    feedback.record(engine, feedback.Entry(key="dsn-1", source="dsn", kind=FeedbackKind.HARD_BOUNCE,
+                                           address="r0@example.org", code="5.1.1", text="user unknown",
+                                           at=datetime.now(UTC), delivery_id=ids[0]),
+                    soft_limit=3, soft_window=timedelta(days=7))
+    # and two supporters who wrote to their office
+    for i in range(2):
+        who = add_subscriber(engine, f"act{i}@example.org", status="confirmed")
+        record_action(engine, who, "forced-repatriation", "sent_letter", "Embassy, Washington")
+    # when the operator looks
+    live = operator.get("/admin", headers=LIVE)
+    # then the run's rates and the account's are there, and the actions per target
+    section = live.text.split('id="h-bounces"')[1].split("</section>")[0]
+    assert f"Run {run_id}" in section and "Account news (30 days)" in section
+    assert "1 (25.00%)" in section
+    actions = live.text.split('id="h-actions"')[1].split("</section>")[0]
+    assert "forced-repatriation" in actions and "Embassy, Washington" in actions and ">2<" in actions
