@@ -118,6 +118,17 @@ def _from_snapshot(snap: Snapshot, paces: dict[int, Pace]) -> list[Metric]:
             remaining.add_metric([a.key], a.permits_left)
         paused.add_metric([a.key], 1 if a.paused_until is not None else 0)
     out += [remaining, paused]
+    # what mailbox providers judge a sender by (and the circuit breaker a run by)
+    for name, doc, of in (("run", "each open or recent run that sent", snap.rates.items()),
+                          ("account", "each sending account over 30 days", snap.account_rates.items())):
+        hard = GaugeMetricFamily(f"outreach_{name}_hard_bounce_ratio", f"Hard bounces over sent, {doc}.", labels=[name])
+        complaints = GaugeMetricFamily(f"outreach_{name}_complaint_ratio", f"Complaints over sent, {doc}.",
+                                       labels=[name])
+        for key, r in of:
+            if r.sent:
+                hard.add_metric([str(key)], r.hard_bounce_rate)
+                complaints.add_metric([str(key)], r.complaint_rate)
+        out += [hard, complaints]
     out.append(GaugeMetricFamily("outreach_scheduler_lag_seconds",
                                  "Now minus the due time of the oldest pending delivery (0: none is late).",
                                  value=snap.scheduler_lag()))

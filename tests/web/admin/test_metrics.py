@@ -79,6 +79,9 @@ def test_metrics_parse_and_count_a_real_send(sent_app):
     assert {"control", "email", "social"} <= {dict(ls)["queue"] for (n, ls) in found if n == "outreach_queue_depth"}
     assert value(found, "outreach_scheduler_lag_seconds") >= 0
     assert value(found, "outreach_ratelimit_paused", account="email:news") == 0
+    # and the bounce and complaint ratios of what was sent: none came back
+    assert value(found, "outreach_run_hard_bounce_ratio", run=str(run_id)) == 0
+    assert value(found, "outreach_account_complaint_ratio", account="news") == 0
 
 
 def test_provider_errors_are_counted_by_class_and_code(tmp_path, db_url, engine, redis_prefix, metrics_key):
