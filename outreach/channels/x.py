@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 
 import requests
 import tweepy
-from twitter_text import parse_tweet
 
 from ..errors import (
     ChannelConfigurationError,
@@ -50,6 +49,10 @@ _CONFIG_403 = ("permission", "not configured", "client-not-enrolled", "client fo
 
 def tweet_length(text: str) -> int:
     """Length as X counts it: URLs (even a bare `config.py`) 23, CJK/Hangul/emoji 2."""
+    # imported here: building its emoji regexps costs ~0.4 s, which every command paid at
+    # start-up (`outreach status` included) although only tweets need it
+    from twitter_text import parse_tweet
+
     length: int = parse_tweet(text).weightedLength  # twitter_text has no type hints
     return length
 
