@@ -147,12 +147,16 @@ def render(snap: Snapshot, previous: Snapshot | None) -> RenderableType:
         workers.add_row(w.worker, ", ".join(w.queues), _ago(w.age))
     parts.append(workers if snap.workers else Text("workers seen: none yet (a worker shows once it takes a task)"))
     accounts = Table(title="sending accounts", title_justify="left")
-    for col in ("account", "limits", "permits left", "paused until", "why"):
+    for col in ("account", "limits", "permits left", "paused until"):
         accounts.add_column(col)
     for a in snap.accounts:
         accounts.add_row(a.key, ", ".join(a.limits) or "-", "?" if a.permits_left is None else str(a.permits_left),
-                         _when(a.paused_until) if a.paused_until else "-", a.why or "-")
+                         _when(a.paused_until) if a.paused_until else "-")
     parts.append(accounts)
+    # why, as a sentence (a reason names the setting or variable to fix: a table cell would cut it)
+    for a in snap.accounts:
+        if a.paused_until:
+            parts.append(Text(f"account {a.key} is paused until {_when(a.paused_until)}: {a.why or 'no reason given'}"))
     errors = Table(title="last errors (24 h, the newest 500 of each kind), by reason", title_justify="left")
     for col in ("count", "kind", "reason", "last", "runs"):
         errors.add_column(col, justify="right" if col == "count" else "left")

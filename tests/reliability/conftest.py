@@ -176,6 +176,11 @@ class Stack:
         waiting out a provider's 15-minute window, or a pause lifted early)."""
         from outreach.store import utcnow
 
+        # first the workers write what they gave back (a batch writes its outcomes when it
+        # ends): moved before that, a row would still be due at the old, later time
+        deadline = time.monotonic() + 30
+        while self.states().get("sending", 0) and time.monotonic() < deadline:
+            time.sleep(0.1)
         with self.engine.begin() as conn:
             conn.execute(sa.update(deliveries).where(deliveries.c.state.in_(("retry", "pending")))
                          .values(due_at=utcnow()))
