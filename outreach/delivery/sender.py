@@ -346,6 +346,7 @@ class _Permits:
         self.rt, self.channel = rt, channel
         self.deadline = time.monotonic() + TOP_UP_FOR
         self.paused = False
+        self.unavailable = ""  # why the limiter could not be asked, once it could not
         self.wait = 0.0
         self.allowance = 0
         self._ask(wanted)
@@ -369,11 +370,19 @@ class _Permits:
                 self.wait = max(self.wait, 0.05)
                 return False
             time.sleep(self.wait)
-            self._ask(left)
+            try:
+                self._ask(left)
+            except TransientError as exc:
+                # the limiter's Redis went away mid-batch: stop feeding, so what is on the
+                # wire still gets its outcome, and give the rest back like any short wait
+                self.unavailable, self.wait = str(exc), 5.0
+                return False
         self.allowance -= 1
         return True
 
     def why(self) -> str:
+        if self.unavailable:
+            return self.unavailable
         if self.paused:
             return f"account {self.channel.limit_key} paused: {_pause_reason(self.rt, self.channel.limit_key)}"
         return "rate limited"
