@@ -43,10 +43,15 @@ def enqueue(channel: str, ids: list[int]) -> None:
 # celery has no type hints: its decorators are Any to mypy
 def _seen(rt: Runtime, queue: str) -> None:
     """Leave this process's heartbeat (at most every few seconds): `outreach status` lists
-    the workers seen and when last."""
+    the workers seen, when last, and the queues each consumes. Those are the worker's `-Q`
+    (Celery selects them before the pool forks), not the queue of the task at hand: a worker
+    on email and control whose last task was a tick still serves email."""
+    from celery import current_app
+
     from ..observe.workers import heartbeat
 
-    heartbeat(rt.redis, rt.worker_id, [queue])
+    consumed = set(current_app.amqp.queues.consume_from) | {queue}
+    heartbeat(rt.redis, rt.worker_id, sorted(consumed))
 
 
 @shared_task(name="outreach.tick", ignore_result=True)  # type: ignore[untyped-decorator]

@@ -74,8 +74,8 @@ def test_three_hosts_one_campaign_exactly_once_within_the_limit(project, engine,
     print(f"{N} messages in {span:.2f} s: steady {steady:.1f}/s, limit {LIMIT}/s, "
           f"since the run: {(datetime.now(UTC) - started).total_seconds():.1f} s")
     assert steady <= LIMIT * 1.10, f"{steady:.1f}/s exceeds the limit of {LIMIT}/s"
-    # and the operator's snapshot sees three email workers alive (besides any of other tests)
+    # and the operator's snapshot sees the three workers alive, each with the queues it was
+    # started on, whatever task it did last (host-a's last may be a tick on control)
     snap = take(rt.settings, engine, rt.redis)
-    seen = [w for w in snap.workers if w.age < 60 and "email" in w.queues
-            and w.worker in by_worker]
-    assert len(seen) == 3, seen
+    seen = sorted(tuple(w.queues) for w in snap.workers if w.age < 60 and w.worker in by_worker)
+    assert seen == sorted(tuple(sorted(q.split(","))) for q in QUEUES.values()), seen
