@@ -80,6 +80,13 @@ def zone(name: str) -> ZoneInfo:
         raise ValueError(f"unknown time zone {name!r}; use an IANA name such as Europe/Paris") from None
 
 
+def zone_name(name: str | None) -> str | None:
+    """A pydantic validator for an optional `timezone:` field: the name, checked (see zone)."""
+    if name is not None:
+        zone(name)
+    return name
+
+
 def check_mailbox(value: str, bare: bool = False) -> None:
     """An address as the SMTP channel will need it (mime.check_address: ASCII addr-spec,
     IDN domain), optionally with a display name: `Name <news@example.org>`."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from ..formats import zone as _zone
+from ..formats import zone_name
 from ..settings import Strict
 
 ACTION_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -76,12 +76,7 @@ class Event(Strict):
             raise ValueError("write the venue's wall time without an offset, and its zone in `timezone:`")
         return v
 
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str | None) -> str | None:
-        if v is not None:
-            _zone(v)
-        return v
+    _tz = field_validator("timezone")(zone_name)
 
     @field_validator("coordinates")
     @classmethod

@@ -25,8 +25,7 @@ from pydantic import (
 
 from ..channels import CHANNELS, Channel
 from ..errors import Problem
-from ..formats import parse_duration
-from ..formats import zone as _zone
+from ..formats import parse_duration, zone_name
 from ..models import SubscriberStatus
 from ..settings import Settings, Strict
 from . import yamlfile
@@ -133,12 +132,7 @@ class Schedule(Strict):
     _times = field_validator("at", "start", "end", mode="before")(_wall_time)
     _delay = field_validator("delay", "before_event", mode="before")(_duration)
 
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str | None) -> str | None:
-        if v is not None:
-            _zone(v)
-        return v
+    _tz = field_validator("timezone")(zone_name)
 
     @field_validator("cron")
     @classmethod

@@ -6,66 +6,32 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import secrets
-import threading
-import time
 from urllib.parse import unquote
 
 import pytest
-import redis as redis_lib
 import sqlalchemy as sa
-import uvicorn
 
 from outreach.delivery import create_run_now
-from outreach.delivery.ratelimit import RateLimiter
-from outreach.delivery.runtime import Runtime
 from outreach.delivery.scheduling import now_utc
 from outreach.delivery.sender import send_batch
-from outreach.store import add_subscriber, make_engine, upgrade
+from outreach.store import add_subscriber
 from outreach.store.schema import actions, deliveries
-from outreach.web import create_app
-from tests.channels.conftest import SmtpSink, _start
+from tests.web.browser import browser, serving, shoot  # noqa: F401  (the browser fixture)
 from tests.web.conftest import REDIS_TEST_URL, write_project
-from tests.web.test_browser import _free_port, _need_browser, _shoot, browser  # noqa: F401
 
 from .conftest import write_advocacy
 
 
 @pytest.fixture
 def served(tmp_path):
-    _need_browser()
-    sink = SmtpSink()
-    controller = _start(sink)
-    port = _free_port()
-    db = f"sqlite:///{tmp_path / 'outreach.db'}"
-    env = {"OUTREACH_SECRET_KEY": "browser-secret", "OUTREACH_DATABASE_URL": db, "OUTREACH_REDIS_URL": REDIS_TEST_URL}
-    project = write_advocacy(write_project(tmp_path / "project", env, smtp_port=controller.port,
-                                           base_url=f"http://127.0.0.1:{port}"))
-    settings = project.settings()
-    engine = make_engine(db)
-    upgrade(engine)
-    prefix = f"outreach-test:{secrets.token_hex(4)}"
-    redis = redis_lib.Redis.from_url(REDIS_TEST_URL)
-    app = create_app(settings, engine=engine, redis=redis, limiter_prefix=prefix)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, access_log=False, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    rt = Runtime(settings, engine=engine, redis=redis)
-    rt.__dict__["limiter"] = RateLimiter(redis, key_prefix=f"{prefix}:rl")
-    yield rt, sink
-    server.should_exit = True
-    thread.join(10)
-    controller.stop()
-    from outreach.channels import close_shared
-    close_shared()
-    keys = list(redis.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        redis.delete(*keys)
-    redis.close()
-    engine.dispose()
+    env = {"OUTREACH_SECRET_KEY": "browser-secret", "OUTREACH_REDIS_URL": REDIS_TEST_URL}
+
+    def settings_for(db: str, smtp_port: int, base_url: str):
+        return write_advocacy(write_project(tmp_path / "project", {**env, "OUTREACH_DATABASE_URL": db},
+                                            smtp_port=smtp_port, base_url=base_url)).settings()
+
+    with serving(tmp_path, settings_for) as s:
+        yield s.rt, s.sink
 
 
 def test_from_the_email_to_i_sent_it(served, browser):  # noqa: F811
@@ -88,7 +54,7 @@ def test_from_the_email_to_i_sent_it(served, browser):  # noqa: F811
     page = re.search(r'href="(http://127\.0\.0\.1:\d+/act/[A-Za-z0-9_-]+)"', html.get_content()).group(1)
     # when they open their page from it
     browser.get(page)
-    _shoot(browser, "act-1-letter")
+    shoot(browser, "act-1-letter")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Your letter"
     assert browser.find_element(By.TAG_NAME, "main") and browser.find_element(By.CSS_SELECTOR, "label[for=body]")
     # then their office is there with its contacts
@@ -114,7 +80,7 @@ def test_from_the_email_to_i_sent_it(served, browser):  # noqa: F811
     # the document" instead: wait for the new page's heading)
     WebDriverWait(browser, 15, ignored_exceptions=(WebDriverException,)).until(
         lambda d: d.find_element(By.TAG_NAME, "h1").text == "Thank you")
-    _shoot(browser, "act-2-thanks")
+    shoot(browser, "act-2-thanks")
     assert "I posted it" in browser.find_element(By.TAG_NAME, "main").text
     with engine.connect() as conn:
         assert conn.execute(sa.select(actions.c.action, actions.c.target)).all() == [

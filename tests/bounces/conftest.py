@@ -19,28 +19,8 @@ from outreach.delivery.scheduling import now_utc
 from outreach.delivery.sender import send_batch
 from outreach.devtools.sink import SmtpSink
 from outreach.store.schema import deliveries
-from tests.web.conftest import REDIS_TEST_URL, person, write_project
+from tests.web.conftest import REDIS_TEST_URL, TWO_STEPS, person, write_project
 
-TWO_STEPS = """\
-name: news
-title: Spring newsletter
-audience:
-  filter:
-    tags: [supporter]
-steps:
-  - id: letter
-    channel: email
-    template: news
-    schedule:
-      at: 2030-01-15 09:00
-      timezone: Europe/Paris
-  - id: followup
-    channel: email
-    template: news
-    schedule:
-      after: letter
-      delay: 2d
-"""
 BOUNCES = """
 bounces:
   domain: bounces.example.org

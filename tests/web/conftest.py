@@ -38,6 +38,15 @@ steps:
       at: 2030-01-15 09:00
       timezone: Europe/Paris
 """
+# the campaign, and a follow-up two days after its letter
+TWO_STEPS = CAMPAIGN + """\
+  - id: followup
+    channel: email
+    template: news
+    schedule:
+      after: letter
+      delay: 2d
+"""
 
 
 class Project:

@@ -24,28 +24,7 @@ from outreach.store.schema import deliveries
 from outreach.web import create_app
 from tests.channels.conftest import SmtpSink, _start
 
-from .conftest import BASE, REDIS_TEST_URL, csrf_of, path_of, person, write_project
-
-TWO_STEPS = """\
-name: news
-title: Spring newsletter
-audience:
-  filter:
-    tags: [supporter]
-steps:
-  - id: letter
-    channel: email
-    template: news
-    schedule:
-      at: 2030-01-15 09:00
-      timezone: Europe/Paris
-  - id: followup
-    channel: email
-    template: news
-    schedule:
-      after: letter
-      delay: 2d
-"""
+from .conftest import BASE, REDIS_TEST_URL, TWO_STEPS, csrf_of, path_of, person, write_project
 
 
 @pytest.fixture

@@ -4,59 +4,22 @@ through a real SMTP server (no reload: the page's own script updates it), pause 
 the confirmation page; on a phone-sized window nothing is wider than the screen."""
 from __future__ import annotations
 
-import secrets
-import threading
-import time
-
 import pytest
-import redis as redis_lib
-import uvicorn
 
-from outreach.delivery.ratelimit import RateLimiter
-from outreach.delivery.runtime import Runtime
 from outreach.delivery.sender import send_batch
-from outreach.store import get_run, make_engine, upgrade
-from outreach.web import create_app
-from tests.channels.conftest import SmtpSink, _start
+from outreach.store import get_run
 
-from ..conftest import REDIS_TEST_URL
-from ..test_browser import _free_port, _need_browser, browser  # noqa: F401  (the browser fixture)
+from ..browser import browser, serving  # noqa: F401  (the browser fixture)
 from .conftest import PASSWORD, admin_settings, make_run
 
 
 @pytest.fixture
 def served(tmp_path, metrics_key):
-    _need_browser()
-    sink = SmtpSink()
-    controller = _start(sink)
-    port = _free_port()
-    db = f"sqlite:///{tmp_path / 'outreach.db'}"
-    settings = admin_settings(tmp_path / "project", db, smtp_port=controller.port,
-                              OUTREACH_BASE_URL=f"http://127.0.0.1:{port}")
-    engine = make_engine(db)
-    upgrade(engine)
-    prefix = f"outreach-test:{secrets.token_hex(4)}"
-    redis = redis_lib.Redis.from_url(REDIS_TEST_URL)
-    app = create_app(settings, engine=engine, redis=redis, limiter_prefix=prefix)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, access_log=False, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    rt = Runtime(settings, engine=engine, redis=redis)
-    rt.__dict__["limiter"] = RateLimiter(redis, key_prefix=f"{prefix}:rl")
-    yield f"http://127.0.0.1:{port}", rt
-    server.should_exit = True
-    thread.join(10)
-    controller.stop()
-    from outreach.channels import close_shared
-    close_shared()
-    keys = list(redis.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        redis.delete(*keys)
-    redis.close()
-    engine.dispose()
+    def settings_for(db: str, smtp_port: int, base_url: str):
+        return admin_settings(tmp_path / "project", db, smtp_port=smtp_port, OUTREACH_BASE_URL=base_url)
+
+    with serving(tmp_path, settings_for) as s:
+        yield s.base, s.rt
 
 
 def _wait(driver, predicate, timeout: float = 15.0):
