@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..settings import LOG_LEVELS
-from ..worker.app import QUEUES
+from ..worker.app import CHANNEL_QUEUES, QUEUES
 from . import Context
 
 LOGLEVEL = click.option("--loglevel", "-l", default=None, type=click.Choice(LOG_LEVELS, case_sensitive=False),
@@ -56,6 +56,9 @@ def worker(obj: Context, queues: str, concurrency: int, loglevel: str | None) ->
     unknown = sorted(set(queues.split(",")) - set(QUEUES))
     if unknown:
         raise click.UsageError(f"unknown queue(s) {', '.join(unknown)}; use {', '.join(QUEUES)}")
+    if CHANNEL_QUEUES & set(queues.split(",")):
+        # every message it composes carries signed links: fail at start, not on every batch
+        obj.settings.require_secret_key()
     level = _log_level(obj, loglevel)
     app = obj.celery()
     # a unique node name per worker: several workers of the same queues on one host must not

@@ -17,7 +17,8 @@ from ..channels import CHANNELS
 
 # `control` carries the ticks; each channel's batches travel on the queue it names, so a slow
 # or rate-limited channel never holds up another.
-QUEUES = ("control", *sorted({cls.queue for cls in CHANNELS.values()}))
+CHANNEL_QUEUES = frozenset(cls.queue for cls in CHANNELS.values())
+QUEUES = ("control", *sorted(CHANNEL_QUEUES))
 
 
 def make_app(broker_url: str | None = None, tick_seconds: float | None = None) -> Celery:

@@ -84,3 +84,15 @@ def test_an_unreachable_redis_is_one_line_naming_the_variable(tmp_path):
 def test_a_root_that_does_not_exist_is_a_usage_error(tmp_path):
     result = outreach(tmp_path / "nowhere", "validate")
     assert result.returncode == 2 and "no such directory" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("queues", ["email", "social", "email,social,control"])
+def test_a_sending_worker_without_a_secret_key_does_not_start(project, queues):
+    # given no OUTREACH_SECRET_KEY (the links in every message are signed with it)
+    # when a worker for a channel's queue is started
+    result = outreach(project, "worker", "-Q", queues, OUTREACH_DATABASE_URL=f"sqlite:///{project / 'x.db'}")
+    # then it stops at once with one line saying what to set, instead of failing every batch
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: no link-signing key: set OUTREACH_SECRET_KEY in the environment or .env "
+        "(e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"], result.stderr

@@ -152,14 +152,17 @@ class Stack:
 
     # --- processes ---------------------------------------------------------------------
 
-    def worker(self, name: str, queues: str = "email,social", concurrency: int = 2, env: dict | None = None):
+    def worker(self, name: str, queues: str = "email,social", concurrency: int = 2, env: dict | None = None,
+               celery: bool = False):
+        """An `outreach worker` (or, with `celery`, one started by Celery's own command)."""
+        start = self.procs.celery_worker if celery else self.procs.worker
         if env is not None:
             saved, self.project.env = self.project.env, env
             try:
-                return self.procs.worker(queues, concurrency, name=name)
+                return start(queues, concurrency, name=name)
             finally:
                 self.project.env = saved
-        return self.procs.worker(queues, concurrency, name=name)
+        return start(queues, concurrency, name=name)
 
     def services(self, workers: int = 1, concurrency: int = 2, separate_control: bool = False) -> None:
         """The beat, and `workers` workers on email and social; the ticks run on the first of

@@ -59,10 +59,11 @@ def test_worker_sigterm_finishes_its_batch(stack):
 
 def test_a_worker_without_the_secret_key(stack):
     # given a run, a worker that can sign links and one started without OUTREACH_SECRET_KEY
+    # (by Celery's own command: `outreach worker` refuses to start without it)
     stack.configure(dispatch="{batch_size: 50, lease: 5s, backoff_base: 1s, max_attempts: 8}")
     stack.add_people(N)
     keyless = {k: v for k, v in stack.project.env.items() if k != "OUTREACH_SECRET_KEY"}
-    bad = stack.worker("keyless", queues="email,social", env=keyless)
+    bad = stack.worker("keyless", queues="email,social", env=keyless, celery=True)
     stack.services(workers=1)
     stack.send_now()
     # when the keyless one has taken batches (and given them back), and is then stopped

@@ -218,10 +218,19 @@ class Procs:
         logs.mkdir(exist_ok=True)
 
     def outreach(self, *args: str, name: str) -> subprocess.Popen:
+        return self.spawn(["-m", "outreach", "--root", str(self.project.root), *args], name=name)
+
+    def celery_worker(self, queues: str, concurrency: int, name: str) -> subprocess.Popen:
+        """A worker started by Celery's own command, as a deployment may: without the checks
+        `outreach worker` makes at start."""
+        return self.spawn(["-m", "celery", "-A", "outreach.worker.app", "worker", "-Q", queues,
+                           "-c", str(concurrency), "-l", "warning", "-n", f"{name}@%h"], name=name,
+                          OUTREACH_ROOT=str(self.project.root))
+
+    def spawn(self, args: list[str], name: str, **env: str) -> subprocess.Popen:
         log = (self.logs / f"{name}.log").open("ab")
-        proc = subprocess.Popen([sys.executable, "-m", "outreach", "--root", str(self.project.root), *args],
-                                env=self.project.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen([sys.executable, *args], env={**self.project.env, **env}, cwd=REPO, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         proc.name = name  # type: ignore[attr-defined]
         self.started.append(proc)
