@@ -26,6 +26,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from .authoring import yamlfile
@@ -322,6 +323,16 @@ class Bounces(Strict):
     soft_window: timedelta = timedelta(days=7)
     breaker: Breaker = Breaker()
     webhooks: Webhooks = Webhooks()
+    # `outreach bounces serve` offers STARTTLS with this certificate (PEM, the chain after the
+    # server's own) and key, as mail servers expect of an MX; unset, it takes bounces in clear.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Bounces:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("set both tls_cert and tls_key (a PEM certificate and its private key), or neither")
+        return self
 
     @field_validator("soft_window", mode="before")
     @classmethod

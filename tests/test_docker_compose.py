@@ -25,7 +25,7 @@ SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 INFRA = {"redis", "postgres", "mailpit", "prometheus"}
 APP = sorted(set(SERVICES) - INFRA)
 EXPECTED = {"redis", "postgres", "migrate", "worker-email", "worker-social", "worker-control",
-            "beat", "web", "flower", "mailpit", "prometheus"}
+            "beat", "web", "bounces", "flower", "mailpit", "prometheus"}
 # What an operator's .env supplies for the required ${VAR:?...} of the file.
 DOTENV = {"POSTGRES_PASSWORD": "pw-from-dotenv"}
 # OUTREACH_ variables read by the processes themselves rather than by load_settings.
@@ -238,7 +238,7 @@ def test_depends_on_uses_conditions_that_can_be_met():
                 assert SERVICES[target].get("restart") == "no", f"{target} must be one-shot"
     conditions = {s: {t: h["condition"] for t, h in (SERVICES[s].get("depends_on") or {}).items()} for s in APP}
     assert conditions["migrate"] == {"postgres": "service_healthy"}
-    for service in ("worker-email", "worker-social", "worker-control", "beat", "web"):
+    for service in ("worker-email", "worker-social", "worker-control", "beat", "web", "bounces"):
         assert conditions[service] == {"redis": "service_healthy", "postgres": "service_healthy",
                                        "migrate": "service_completed_successfully"}, service
     assert conditions["flower"].get("redis") == "service_healthy"
@@ -250,6 +250,16 @@ def test_web_is_published_on_loopback_for_a_tls_proxy_and_checked_by_healthz():
     cmd = command("web")
     assert cmd[:2] == ["outreach", "web"] and cmd[cmd.index("--port") + 1] == "8025"
     assert "/healthz" in " ".join(spec["healthcheck"]["test"])
+
+
+def test_the_bounce_mx_starts_only_with_its_profile_on_port_25():
+    # an MX is public by nature: it never starts with a plain `up`, only where asked for
+    spec = SERVICES["bounces"]
+    assert spec["profiles"] == ["bounces"]
+    cmd = command("bounces")
+    assert cmd[:3] == ["outreach", "bounces", "serve"] and cmd[cmd.index("--host") + 1] == "0.0.0.0"
+    assert spec["ports"] == [f"25:{cmd[cmd.index('--port') + 1]}"]  # the container's user cannot bind 25
+    assert "2525" in " ".join(spec["healthcheck"]["test"])
 
 
 def test_redis_and_postgres_have_healthchecks_and_volumes():
@@ -357,7 +367,7 @@ def test_every_variable_the_file_uses_is_documented_in_env_example():
 def test_prometheus_runs_only_with_its_profile_and_scrapes_web_with_the_metrics_token():
     spec = SERVICES["prometheus"]
     assert spec["profiles"] == ["monitoring"]
-    assert all("profiles" not in SERVICES[s] for s in set(SERVICES) - {"prometheus"})
+    assert all("profiles" not in SERVICES[s] for s in set(SERVICES) - {"prometheus", "bounces"})
     config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     (job,) = config["scrape_configs"]
     web_port = command("web")[command("web").index("--port") + 1]

@@ -7,18 +7,22 @@ mailbox. Each message is read and acted on before the reply, so a 250 means it w
     250  recorded (or recognized and ignored: an auto-reply, a message that is no report)
     451  the database did not answer: the sending server keeps the message and tries again
     554  not an email message at all
+
+With `bounces.tls_cert` and `tls_key` it offers STARTTLS, as senders expect of an MX (they
+fall back to clear text where it is not offered, and most then say so in the headers).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import Any
 
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from sqlalchemy.engine import Engine
 
-from ..errors import DataError, ServiceUnavailable
+from ..errors import ConfigurationError, DataError, ServiceUnavailable
 from ..settings import Settings
 from .apply import ingest
 from .reports import MAX_REPORT
@@ -57,15 +61,34 @@ class BounceHandler:
         return f"250 2.6.0 recorded {len(outcomes)} {report.type.value} finding(s)"
 
 
-class BounceServer:
-    """The server on `host:port` (port 0: any free port) in a thread of its own."""
+def server_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context STARTTLS uses, from bounces.tls_cert and tls_key (relative to the
+    project); None when they are unset. ConfigurationError when they cannot be loaded."""
+    cert, key = settings.bounces.tls_cert, settings.bounces.tls_key
+    if cert is None or key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.path(cert), settings.path(key))
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigurationError(
+            f"cannot load bounces.tls_cert {cert} with bounces.tls_key {key}: {reason}; give a PEM certificate "
+            "(chain) and its private key, readable by this process") from None
+    return context
 
-    def __init__(self, engine: Engine, settings: Settings, host: str = "127.0.0.1", port: int = 2525) -> None:
+
+class BounceServer:
+    """The server on `host:port` (port 0: any free port) in a thread of its own, offering
+    STARTTLS when `tls` is given."""
+
+    def __init__(self, engine: Engine, settings: Settings, host: str = "127.0.0.1", port: int = 2525,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.handler = BounceHandler(engine, settings)
         self.host = host
         self._controller = _Controller(self.handler, hostname=host, port=port, decode_data=False,
                                        data_size_limit=MAX_REPORT, enable_SMTPUTF8=True,
-                                       server_hostname="outreach-bounces")
+                                       server_hostname="outreach-bounces", tls_context=tls)
 
     @property
     def port(self) -> int:

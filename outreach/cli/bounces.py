@@ -92,9 +92,10 @@ def ingest(obj: Context, file: str, recipients: tuple[str, ...]) -> None:
 def serve(obj: Context, host: str, port: int) -> None:
     """An SMTP server taking the bounces and complaints sent to the bounce address
     (bounces.local_part, with or without a VERP token), acting on each before it answers."""
-    from ..bounces.receiver import BounceServer
+    from ..bounces.receiver import BounceServer, server_tls
 
     settings = obj.settings
+    tls = server_tls(settings)  # a certificate that cannot be loaded stops it here, before listening
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -104,11 +105,12 @@ def serve(obj: Context, host: str, port: int) -> None:
     signal.signal(signal.SIGINT, on_signal)
     with obj.engine() as engine:
         try:
-            server = BounceServer(engine, settings, host, port).start()
+            server = BounceServer(engine, settings, host, port, tls).start()
         except OSError as exc:
             raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         click.echo(f"bounce server on {host}:{server.port} for {settings.bounces.local_part}@"
-                   f"{settings.bounces.domain or '<any domain>'} (pid {os.getpid()}; Ctrl-C stops)", err=True)
+                   f"{settings.bounces.domain or '<any domain>'}, {'with' if tls else 'without'} STARTTLS "
+                   f"(pid {os.getpid()}; Ctrl-C stops)", err=True)
         try:
             while not stop.wait(0.5):
                 pass

@@ -31,6 +31,7 @@ def test_defaults(tmp_path):
     ("bounces: {webhooks: {sns_hosts: '(['}}", "bounces.webhooks.sns_hosts"),
     ("bounces: {webhooks: {sns_schemes: [ftp]}}", "bounces.webhooks.sns_schemes"),
     ("bounces: {domian: x.org}", "bounces.domian"),
+    ("bounces: {tls_cert: mx.crt}", "set both tls_cert and tls_key"),
 ])
 def test_each_mistake_names_its_key_and_line(tmp_path, yaml, words):
     write(tmp_path, yaml + "\n")
