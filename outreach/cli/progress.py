@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from .. import store
 from ..delivery.runtime import Runtime
 from ..models import FINAL_STATES
+from ..observe.unscheduled import NotScheduled
 
 
 def _line(counts: dict[str, int]) -> tuple[int, int, str]:
@@ -51,19 +52,19 @@ def watch(rt: Runtime, run_ids: Sequence[int], echo: Callable[[str], None], time
             time.sleep(0.25)
 
 
-def not_scheduled(rt: Runtime, echo: Callable[[str], None]) -> None:
+def not_scheduled(rt: Runtime, echo: Callable[[str], None], seen: NotScheduled | None = None) -> None:
     """The campaign files the scheduler leaves out (they do not validate) and the campaigns
-    whose schedule it cannot compute: what the beat's log says, for an operator who looks here."""
-    from ..delivery.planner import schedule_problems
+    whose schedule it cannot compute: what the beat's log says, for an operator who looks here.
+    `seen`: what the last tick recorded; without it (no beat ticking) it is worked out here,
+    which means validating every campaign."""
+    from ..delivery.planner import left_out
     from ..delivery.scheduling import now_utc
 
-    rejected = rt.catalog.rejected()
-    failing = schedule_problems(rt, now_utc())
-    if not rejected and not failing:
+    problems = seen.problems if seen is not None else left_out(rt, now_utc())
+    if not problems:
         return
-    echo("not scheduled (fix these, then run `outreach validate`):")
-    for problem in rejected:
+    when = f" at the tick of {seen.at:%H:%M:%S} UTC" if seen is not None else ""
+    echo(f"not scheduled{when} (fix these, then run `outreach validate`):")
+    for problem in problems:
         echo(f"  {problem}")
-    for name, reason in failing.items():
-        echo(f"  campaign {name}: {reason}")
 

@@ -61,10 +61,11 @@ def status(obj: Context, target: str | None, limit: int, watch: bool, interval: 
             time.sleep(interval)
     if not watch:
         console = Console(width=None if sys.stdout.isatty() else 160)
-        console.print(render(look(), None))
+        snap = look()
+        console.print(render(snap, None))
         from .progress import not_scheduled
 
-        not_scheduled(rt, click.echo)
+        not_scheduled(rt, click.echo, snap.not_scheduled)
         return
     previous: Snapshot | None = None
     with Live(Text("looking..."), auto_refresh=False, screen=False) as live:

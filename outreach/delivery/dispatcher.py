@@ -1,7 +1,8 @@
 """The tick, and queueing due deliveries for the workers.
 
     tick ──▶ planner.schedule_runs
-         └─▶ dispatch_due: due deliveries → mark_queued (lease) → enqueue(channel, ids)
+         ├─▶ dispatch_due: due deliveries → mark_queued (lease) → enqueue(channel, ids)
+         └─▶ what it left out, for operators (observe/unscheduled.py)
 
 A lost task costs nothing but time: its lease expires and the next tick queues its rows
 again (or settles them as `unknown` when a worker had started sending them).
@@ -13,7 +14,8 @@ from datetime import datetime
 
 from .. import store
 from ..channels import CHANNELS
-from .planner import TickReport, schedule_runs
+from ..observe import unscheduled
+from .planner import TickReport, left_out, schedule_runs
 from .runtime import Runtime
 from .scheduling import now_utc
 
@@ -24,6 +26,8 @@ def tick(rt: Runtime, enqueue: Enqueue, now: datetime | None = None) -> TickRepo
     now = now or now_utc()
     report = schedule_runs(rt, now)
     report.queued = dispatch_due(rt, enqueue, now)
+    unscheduled.record(rt.redis, rt.engine, left_out(rt, now, report), rt.settings.dispatch.tick_seconds,
+                       now.timestamp())
     return report
 
 

@@ -118,6 +118,15 @@ def schedule_problems(rt: Runtime, now: datetime, ahead: timedelta = timedelta(d
     return problems
 
 
+def left_out(rt: Runtime, now: datetime, report: TickReport | None = None) -> list[str]:
+    """Everything the scheduler leaves out, one line each: the campaign files that do not
+    validate, the campaigns whose schedule cannot be computed (a day ahead), and those a
+    tick's `report` says it could not schedule."""
+    lines = [str(problem) for problem in rt.catalog.rejected()]
+    failing = {**schedule_problems(rt, now), **(report.failed if report else {})}
+    return lines + [f"campaign {name}: {why}" for name, why in failing.items()]
+
+
 def plan_run(rt: Runtime, run_id: int, due_at: datetime | None = None) -> int:
     """Expand a run into its deliveries (idempotent); return how many were added.
     `due_at` overrides every delivery's due time (the demo sends everything now)."""

@@ -6,6 +6,7 @@
     workers   each worker process seen, and how long ago
     accounts  per sending account: its limits, permits left now, paused until when and why
     errors    the newest error events grouped by reason
+    not_scheduled  what the scheduler's last tick left out (campaigns that do not validate)
     actions   what supporters recorded ("I sent it"), per campaign, action and target
 
 The database part is a handful of indexed aggregate queries (store/overview.py); the Redis
@@ -31,6 +32,7 @@ from ..store import overview, scheduler_state
 from ..store.actions import ActionCount, action_counts
 from ..store.feedback import Rates, account_rates, run_rates
 from ..store.overview import Backlog, ErrorGroup
+from .unscheduled import NotScheduled, recorded
 from .workers import WorkerSeen, workers_seen
 
 ERRORS_SINCE = timedelta(hours=24)
@@ -100,6 +102,8 @@ class Snapshot:
     breaker: dict[str, float] = field(default_factory=dict)
     # what supporters recorded ("I sent it"), per campaign, action and target (store/actions.py)
     actions: list[ActionCount] = field(default_factory=list)
+    # what the scheduler's last tick left out; None when no tick recorded it lately
+    not_scheduled: NotScheduled | None = None
 
     def run(self, run_id: int) -> RunView | None:
         return next((r for r in self.runs if r.id == run_id), None)
@@ -161,8 +165,9 @@ def take(settings: Settings, engine: sa.Engine, redis: redis_lib.Redis, *, broke
     queues, unacked = _queues(broker or redis, problems)
     try:
         workers = workers_seen(redis, now.timestamp())
+        left_out = recorded(redis, engine)
     except redis_lib.RedisError as exc:
-        workers = []
+        workers, left_out = [], None
         problems.append(f"workers: Redis did not answer ({exc})")
     accounts = _accounts(settings, limiter or RateLimiter(redis), problems)
     rates = run_rates(engine, [r.id for r in runs], sent={r.id: r.counts[DeliveryState.SENT] for r in runs})
@@ -170,7 +175,7 @@ def take(settings: Settings, engine: sa.Engine, redis: redis_lib.Redis, *, broke
     actions = action_counts(engine, campaign) if run_id is None else []
     return Snapshot(now, runs, backlog, queues, unacked, workers, accounts, errors, last_tick, problems,
                     rates=rates, account_rates=per_account, breaker=settings.bounces.breaker.model_dump(),
-                    actions=actions)
+                    actions=actions, not_scheduled=left_out)
 
 
 def _queues(broker: redis_lib.Redis, problems: list[str]) -> tuple[list[QueueDepth], int | None]:

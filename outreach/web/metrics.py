@@ -12,6 +12,7 @@ send path's counters from Redis (telemetry.py: what every worker flushed there).
     outreach_workers, outreach_worker_last_seen_seconds{worker}
     outreach_ratelimit_remaining{account}, outreach_ratelimit_paused{account}
     outreach_scheduler_lag_seconds                      now minus the oldest due pending delivery
+    outreach_campaigns_not_scheduled                    what the last tick left out (observe/unscheduled.py)
     outreach_deliveries_total{channel,outcome}          counters from the workers (telemetry)
     outreach_send_seconds{channel}                      the provider round trip (histogram)
     outreach_provider_errors_total{channel,error,code}
@@ -132,6 +133,12 @@ def _from_snapshot(snap: Snapshot, paces: dict[int, Pace]) -> list[Metric]:
     out.append(GaugeMetricFamily("outreach_scheduler_lag_seconds",
                                  "Now minus the due time of the oldest pending delivery (0: none is late).",
                                  value=snap.scheduler_lag()))
+    # no sample while no tick has recorded it lately: "unknown", not "none"
+    left_out = GaugeMetricFamily("outreach_campaigns_not_scheduled",
+                                 "Campaign files and schedules the scheduler's last tick left out.")
+    if snap.not_scheduled is not None:
+        left_out.add_metric([], len(snap.not_scheduled.problems))
+    out.append(left_out)
     out.append(GaugeMetricFamily("outreach_snapshot_problems", "Parts of the system the snapshot could not read.",
                                  value=len(snap.problems)))
     return out

@@ -2,6 +2,7 @@
 still scheduled and planned in the same tick. `outreach status` shows what is not scheduled."""
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -90,3 +91,23 @@ def test_status_lists_the_campaigns_that_are_not_scheduled(runtime, engine, proj
     assert result.exit_code == 0, result.output
     assert "not scheduled" in result.output
     assert "campaigns/flood.yaml:11: [steps[0].schedule.cron]" in result.output
+
+
+def test_status_shows_what_the_last_tick_left_out_and_when(engine, project, redis_client):
+    # given a campaign file the scheduler leaves out, and a tick (as the beat's) that found it
+    flood = (project.root / "config/campaigns/alert.yaml").read_text().replace("name: alert", "name: flood")
+    project.write("config/campaigns/flood.yaml", flood.replace("at: 2030-01-15 09:00", 'cron: "* * * * * * *"'))
+    rt = Runtime(project.settings(), engine=engine, redis=redis_client)
+    delivery.tick(rt, lambda channel, ids: None)
+    # and the file fixed since, before any other tick
+    (project.root / "config/campaigns/flood.yaml").unlink()
+    # when an operator asks for the status
+    status = CliRunner().invoke(cli, ["status"], obj=Context.of(project.settings()))
+    # then it shows what that tick found, and when, without validating every campaign again
+    assert status.exit_code == 0, status.output
+    assert "not scheduled at the tick of" in status.output
+    assert "campaigns/flood.yaml:11: [steps[0].schedule.cron]" in status.output
+    # and once the next tick has looked, nothing is listed
+    delivery.tick(Runtime(project.settings(), engine=engine, redis=redis_client), lambda channel, ids: None)
+    status = CliRunner().invoke(cli, ["status", "--json"], obj=Context.of(project.settings()))
+    assert json.loads(status.output)["not_scheduled"]["problems"] == []

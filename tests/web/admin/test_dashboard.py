@@ -178,3 +178,22 @@ def test_bounce_rates_and_supporters_actions_are_shown(operator, engine):
     assert "1 (25.00%)" in section
     actions = live.text.split('id="h-actions"')[1].split("</section>")[0]
     assert "forced-repatriation" in actions and "Embassy, Washington" in actions and ">2<" in actions
+
+
+def test_what_the_scheduler_left_out_is_shown_and_counted(operator, admin_app, engine):
+    from outreach.observe import unscheduled
+
+    from .test_metrics import METRICS, samples, value
+
+    # given no tick recorded lately: nothing said either way, no sample in /metrics
+    assert "Not scheduled" not in operator.get("/admin", headers=LIVE).text
+    assert ("outreach_campaigns_not_scheduled", ()) not in samples(operator.get("/metrics", headers=METRICS).text)
+    # when the last tick left out a campaign file
+    problem = "config/campaigns/flood.yaml:11: [steps[0].schedule.cron] runs more often than once a minute"
+    unscheduled.record(admin_app.state.site.runtime.redis, engine, [problem], tick_seconds=5)
+    # then the overview says so as an alert, with the file and line, and /metrics counts it
+    live = operator.get("/admin", headers=LIVE).text
+    assert 'id="h-not-scheduled"' in live and "flood.yaml:11" in live and 'role="alert"' in live
+    assert value(samples(operator.get("/metrics", headers=METRICS).text), "outreach_campaigns_not_scheduled") == 1
+    # and in Korean too
+    assert "예약되지 않음" in operator.get("/admin?lang=ko", headers=LIVE).text
