@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from ..models import DeliveryState, FeedbackKind, SubscriberStatus
 from .db import AnyRow, Bind, dialect_insert, immediate
+from .overview import progress
 from .schema import deliveries, delivery_events, feedback, runs, subscribers, utcnow
 from .suppressions import suppress
 
@@ -226,30 +227,24 @@ def account_rates(bind: Bind, since: datetime) -> dict[str, Rates]:
     """Per sending account, over the runs created since `since`.
 
     What was sent is read per run, never per delivery of the whole ledger (a status page must
-    answer in well under a second on tens of millions of rows): a finished run's kept counts
-    (`runs.counts`), the others counted through the (run_id, state) index. A run's deliveries
-    share one account (its step's), read from one of them."""
-    def go(conn: sa.Connection) -> dict[str, Rates]:
+    answer in well under a second on tens of millions of rows): each run's progress as the
+    status list reads it (store/overview.py), so a finished run is counted once, through the
+    (run_id, state) index, and its counts kept in `runs.counts` for every later look. A run's
+    deliveries share one account (its step's), read from one of them."""
+    def recent(conn: sa.Connection) -> list[AnyRow]:
         account = (sa.select(_d.c.account).where(_d.c.run_id == _r.c.id).limit(1)
                    .correlate(_r).scalar_subquery())
-        recent = conn.execute(sa.select(_r.c.id, _r.c.counts, account.label("account"))
-                              .where(_r.c.created_at >= since)).all()
-        sent: dict[object, int] = {}
-        to_count: dict[int, object] = {}
-        for run in recent:
-            if run.account is None:
-                continue
-            if isinstance(run.counts, dict):
-                sent[run.account] = sent.get(run.account, 0) + int(run.counts.get(DeliveryState.SENT, 0))
-            else:
-                to_count[run.id] = run.account
-        if to_count:
-            for run_id, n in conn.execute(sa.select(_d.c.run_id, sa.func.count()).where(
-                    _d.c.run_id.in_(list(to_count)), _d.c.state == DeliveryState.SENT).group_by(_d.c.run_id)):
-                sent[to_count[run_id]] = sent.get(to_count[run_id], 0) + n
-        counts = _counts(conn, sa.and_(_f.c.at >= since, _f.c.account.is_not(None)), _f.c.account)
-        return {str(a): _rates(sent.get(a, 0), counts.get(a, {})) for a in sorted({*sent, *counts}, key=str)}
-    return _tx(bind, go)
+        return list(conn.execute(sa.select(_r.c.id, _r.c.status, _r.c.counts, account.label("account"))
+                                 .where(_r.c.created_at >= since)).all())
+
+    runs_sent = [run for run in _tx(bind, recent) if run.account is not None]
+    counted = progress(bind, runs_sent)
+    sent: dict[object, int] = {}
+    for run in runs_sent:
+        sent[run.account] = sent.get(run.account, 0) + counted[run.id][DeliveryState.SENT]
+    counts = _tx(bind, lambda conn: _counts(conn, sa.and_(_f.c.at >= since, _f.c.account.is_not(None)),
+                                            _f.c.account))
+    return {str(a): _rates(sent.get(a, 0), counts.get(a, {})) for a in sorted({*sent, *counts}, key=str)}
 
 
 def _rates(sent: int, counts: dict[str, int]) -> Rates:

@@ -106,3 +106,25 @@ def test_a_run_far_below_the_thresholds_is_not_recounted_for_each_bounce(world, 
     bounce(sent[4])
     row = get_run(world.engine, run)
     assert row.status == "paused" and "hard bounces reached 62.50%" in row.reason
+
+
+def test_an_accounts_rate_counts_a_finished_run_once_and_keeps_its_counts(world):
+    # given a run that sent to four people and finished
+    import sqlalchemy as sa
+
+    from outreach.models import RunStatus
+    from outreach.store.feedback import account_rates
+    from outreach.store.schema import runs
+
+    for address in PEOPLE[:4]:
+        person(world.engine, address)
+    run = world.send("letter")
+    assert RunStatus(get_run(world.engine, run).status).finished
+    # when the account's rates are read (the status page, the dashboard, /metrics)
+    since = get_run(world.engine, run).created_at
+    assert account_rates(world.engine, since)["news"].sent == 4
+    # then the finished run's counts were kept, so the next look reads one row instead of
+    # counting its deliveries again (on a ledger of millions, a month of runs)
+    with world.engine.connect() as conn:
+        assert conn.execute(sa.select(runs.c.counts).where(runs.c.id == run)).scalar() == {"sent": 4}
+    assert account_rates(world.engine, since)["news"].sent == 4
