@@ -111,3 +111,22 @@ def test_status_shows_what_the_last_tick_left_out_and_when(engine, project, redi
     delivery.tick(Runtime(project.settings(), engine=engine, redis=redis_client), lambda channel, ids: None)
     status = CliRunner().invoke(cli, ["status", "--json"], obj=Context.of(project.settings()))
     assert json.loads(status.output)["not_scheduled"]["problems"] == []
+
+
+def test_a_garbled_or_lost_record_and_status_works_it_out_itself(engine, project, redis_client):
+    from outreach.observe import unscheduled
+
+    # given a campaign file the scheduler leaves out, and the tick's record of it
+    flood = (project.root / "config/campaigns/alert.yaml").read_text().replace("name: alert", "name: flood")
+    project.write("config/campaigns/flood.yaml", flood.replace("at: 2030-01-15 09:00", 'cron: "* * * * * * *"'))
+    rt = Runtime(project.settings(), engine=engine, redis=redis_client)
+    delivery.tick(rt, lambda channel, ids: None)
+    key = unscheduled._key(engine)
+    for damage in (lambda: redis_client.set(key, b"\xff not json"), lambda: redis_client.delete(key)):
+        # when the record is garbled, or gone with a flushed Redis
+        damage()
+        status = CliRunner().invoke(cli, ["status"], obj=Context.of(project.settings()))
+        # then status validates the campaigns itself and still names the file
+        assert status.exit_code == 0, status.output
+        assert "not scheduled (fix these" in status.output and "at the tick of" not in status.output
+        assert "campaigns/flood.yaml:11: [steps[0].schedule.cron]" in status.output
