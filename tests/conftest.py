@@ -74,3 +74,11 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
         yield eng
     finally:
         eng.dispose()
+
+
+def delete_keys(client, prefix: str) -> None:
+    """Delete the Redis keys a test made under its own `prefix` (never a FLUSHDB: other test
+    runs and the machine's own users share the server)."""
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)

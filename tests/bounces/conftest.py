@@ -19,6 +19,7 @@ from outreach.delivery.scheduling import now_utc
 from outreach.delivery.sender import send_batch
 from outreach.devtools.sink import SmtpSink
 from outreach.store.schema import deliveries
+from tests.conftest import delete_keys
 from tests.web.conftest import REDIS_TEST_URL, TWO_STEPS, person, write_project
 
 BOUNCES = """
@@ -101,9 +102,7 @@ def world(tmp_path: Path, db_url: str, engine):
         yield World(rt, sink, project, env)
         from outreach.channels import close_shared
         close_shared()
-        keys = list(redis.scan_iter(match=f"{prefix}:*"))
-        if keys:
-            redis.delete(*keys)
+        delete_keys(redis, prefix)
         redis.close()
 
 

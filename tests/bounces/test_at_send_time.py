@@ -14,6 +14,7 @@ from outreach.delivery.sender import send_batch
 from outreach.store import get_run, get_subscriber, is_suppressed, run_progress
 from outreach.store.feedback import feedback_of, run_rates
 from tests.channels.conftest import SmtpSink, _start
+from tests.conftest import delete_keys
 from tests.web.conftest import REDIS_TEST_URL, person, write_project
 
 from .conftest import BOUNCES, TWO_STEPS, World
@@ -38,9 +39,7 @@ def scripted(tmp_path, db_url, engine):
     yield World(rt, None, project, env), sink
     from outreach.channels import close_shared
     close_shared()
-    keys = list(redis.scan_iter(match=f"{redis_prefix}:*"))
-    if keys:
-        redis.delete(*keys)
+    delete_keys(redis, redis_prefix)
     redis.close()
     controller.stop()
 

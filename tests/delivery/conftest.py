@@ -16,6 +16,7 @@ from outreach.delivery.runtime import Runtime
 from outreach.settings import load_settings
 from outreach.store import add_subscriber
 from tests.channels.conftest import smtp_server, x_api  # noqa: F401  (fixtures)
+from tests.conftest import delete_keys
 
 REDIS_TEST_URL = "redis://127.0.0.1:6379/14"
 
@@ -100,9 +101,7 @@ def runtime(project: Project, engine, redis_client) -> Iterator[Runtime]:
     prefix = f"outreach-test:{secrets.token_hex(4)}"
     rt.__dict__["limiter"] = RateLimiter(redis_client, key_prefix=prefix)
     yield rt
-    keys = list(redis_client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        redis_client.delete(*keys)
+    delete_keys(redis_client, prefix)
     from outreach.channels import close_shared
     close_shared()
 

@@ -15,6 +15,7 @@ from redis.retry import Retry
 from outreach.delivery.ratelimit import RateLimiter
 from outreach.errors import TransientError
 from outreach.settings import Limit
+from tests.conftest import delete_keys
 
 REDIS_URL = os.environ.get("OUTREACH_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
@@ -34,9 +35,7 @@ def redis_client():
 def prefix(redis_client):
     prefix = f"test-outreach-rl-{uuid.uuid4().hex}"
     yield prefix
-    keys = list(redis_client.scan_iter(match=f"{prefix}:*", count=1000))
-    if keys:
-        redis_client.delete(*keys)
+    delete_keys(redis_client, prefix)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from outreach.settings import Settings
 from outreach.store import make_engine, upgrade
 from outreach.web import create_app
 from tests.channels.conftest import SmtpSink, _start
+from tests.conftest import delete_keys
 
 from .conftest import REDIS_TEST_URL
 
@@ -89,9 +90,7 @@ def serving(tmp_path: Path, settings_for: Callable[[str, int, str], Settings]) -
         controller.stop()
         from outreach.channels import close_shared
         close_shared()
-        keys = list(redis.scan_iter(match=f"{prefix}:*"))
-        if keys:
-            redis.delete(*keys)
+        delete_keys(redis, prefix)
         redis.close()
         engine.dispose()
 

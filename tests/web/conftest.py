@@ -19,6 +19,7 @@ from outreach.content.links import CONFIRM, PREFERENCES, UNSUBSCRIBE, VIEW
 from outreach.settings import load_settings
 from outreach.store import add_subscriber, get_subscriber
 from outreach.web import create_app
+from tests.conftest import delete_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_TEST_URL = "redis://127.0.0.1:6379/14"
@@ -108,9 +109,7 @@ def redis_prefix() -> Iterator[str]:
     prefix = f"outreach-test:{secrets.token_hex(4)}"
     yield prefix
     client = redis_lib.Redis.from_url(REDIS_TEST_URL)
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
+    delete_keys(client, prefix)
     client.close()
 
 
